@@ -1,0 +1,5 @@
+module github.com/kvbootstrap/keyvault-bootstrapping
+
+go 1.25.0
+
+require github.com/google/uuid v1.6.0 // indirect
