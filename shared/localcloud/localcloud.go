@@ -1,0 +1,335 @@
+// Package localcloud runs the tutorial's local cloud: Entra ID, Key Vault and App Service's
+// managed identity endpoint, answering for Azure's own hostnames through an HTTPS proxy with its
+// own certificate authority, so that unmodified Azure SDK code runs against it with nothing
+// changed but its environment.
+//
+// Tests start one in-process with Start (in memory, free ports, nothing left behind after
+// Close); `go run ./shared/cmd/localcloud` runs one in a terminal with its state kept in a
+// folder. Each Azure service is its own package below this one; this package wires them
+// together, seeds the well-known values and hands out the environment a child process needs.
+package localcloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/entra"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/frontdoor"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/identity"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/store"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/keyvault"
+)
+
+// Options configure a local cloud.
+type Options struct {
+	// Dir keeps the state (CA, signing key, directory, vaults) across restarts. "" keeps
+	// everything in memory, with the CA certificate in a temporary file removed by Close.
+	Dir string
+	// Reset discards the state in Dir first (the CA and the signing key too).
+	Reset bool
+	// Addr is where the HTTPS proxy listens; "" = a free loopback port.
+	Addr string
+	// Now is the clock every service uses; nil = time.Now.
+	Now func() time.Time
+	// Logger receives one line per request; nil = discard.
+	Logger *slog.Logger
+	// TokenLifetime is how long Entra's access tokens last; 0 = an hour, as on Azure. Tests
+	// shorten it below the SDK's five-minute refresh margin so that every refresh of an app
+	// signs in again, which shows at once what on Azure shows within the hour.
+	TokenLifetime time.Duration
+}
+
+// Cloud is a running local cloud.
+type Cloud struct {
+	Directory *directory.Directory
+	Entra     *entra.Service
+	KeyVault  *keyvault.Service
+	Identity  *identity.Service
+	Proxy     *frontdoor.Proxy
+	CA        *frontdoor.CA
+
+	dir     string
+	tempDir string // in-memory clouds: holds ca.pem, removed by Close
+	caFile  string
+	log     *slog.Logger
+}
+
+// State files in Dir.
+const (
+	CAFile           = "ca.pem"
+	EnvFile          = "env"
+	DeveloperEnvFile = "developer.env"
+	directoryFile    = "directory.json"
+	keyvaultFile     = "keyvault.json"
+)
+
+// Start starts a local cloud and seeds the well-known values (once: a restart keeps what is in Dir).
+func Start(ctx context.Context, opts Options) (_ *Cloud, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	c := &Cloud{dir: opts.Dir, log: log}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+
+	dirStore, kvStore := store.Memory(), store.Memory()
+	var signer *entra.Signer
+	if opts.Dir != "" {
+		if opts.Reset {
+			if err := Reset(opts.Dir); err != nil {
+				return nil, err
+			}
+		}
+		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+			return nil, err
+		}
+		if c.CA, err = frontdoor.LoadOrCreateCA(opts.Dir); err != nil {
+			return nil, err
+		}
+		if signer, err = entra.LoadOrCreateSigner(opts.Dir); err != nil {
+			return nil, err
+		}
+		dirStore = store.Open(filepath.Join(opts.Dir, directoryFile))
+		kvStore = store.Open(filepath.Join(opts.Dir, keyvaultFile))
+		c.caFile = filepath.Join(opts.Dir, CAFile)
+	} else {
+		if c.CA, err = frontdoor.NewCA(); err != nil {
+			return nil, err
+		}
+		if signer, err = entra.NewSigner(); err != nil {
+			return nil, err
+		}
+		if c.tempDir, err = os.MkdirTemp("", "localcloud-"); err != nil {
+			return nil, err
+		}
+		c.caFile = filepath.Join(c.tempDir, CAFile)
+		if err := os.WriteFile(c.caFile, c.CA.CertPEM(), 0o644); err != nil {
+			return nil, err
+		}
+	}
+
+	if c.Directory, err = directory.New(directory.Options{Now: now, Store: dirStore}); err != nil {
+		return nil, err
+	}
+	c.Entra = entra.New(entra.Options{Directory: c.Directory, Signer: signer, Now: now, Logger: log, TokenLifetime: opts.TokenLifetime})
+	if c.KeyVault, err = keyvault.New(keyvault.Options{Directory: c.Directory, Tokens: c.Entra, Now: now, Store: kvStore, Logger: log}); err != nil {
+		return nil, err
+	}
+	c.Identity = identity.New(identity.Options{Directory: c.Directory, Issuer: c.Entra, Logger: log})
+	if err := c.seedWellKnown(); err != nil {
+		return nil, fmt.Errorf("seeding the well-known values: %w", err)
+	}
+
+	c.Proxy = frontdoor.New(frontdoor.Options{CA: c.CA, Logger: log})
+	c.Proxy.Handle(entra.Host, c.Entra.Handler())
+	c.Proxy.Handle("*."+keyvault.DNSSuffix, c.KeyVault.Handler())
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if _, err := c.Proxy.Start(addr); err != nil {
+		return nil, fmt.Errorf("%w (another local cloud may be running; stop it or choose another --addr)", err)
+	}
+	if opts.Dir != "" {
+		if err := c.writeEnvFiles(); err != nil {
+			return nil, err
+		}
+	}
+	return c, ctx.Err()
+}
+
+// Reset removes the local cloud's own files from dir, and nothing else.
+func Reset(dir string) error {
+	for _, name := range []string{CAFile, "ca-key.pem", "signing-key.pem", directoryFile, keyvaultFile, EnvFile, DeveloperEnvFile} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// seedWellKnown creates the well-known tenant, vault, secret and principals the first time.
+func (c *Cloud) seedWellKnown() error {
+	d := c.Directory
+	if _, err := d.AddTenant(TenantID, "Local Cloud"); err != nil {
+		return err
+	}
+	if _, ok := d.Application(TenantID, DeveloperClientID); !ok {
+		dev, err := c.registerApp(DeveloperDisplayName, DeveloperClientID, DeveloperClientSecret)
+		if err != nil {
+			return err
+		}
+		if _, err := d.AssignRole(dev.ObjectID, directory.KeyVaultSecretsOfficer.RoleName, VaultResourceID(VaultName)); err != nil {
+			return err
+		}
+	}
+	if _, ok := d.Application(TenantID, Step01ClientID); !ok {
+		app, err := c.registerApp(Step01DisplayName, Step01ClientID, Step01ClientSecret)
+		if err != nil {
+			return err
+		}
+		if _, err := d.AssignRole(app.ObjectID, directory.KeyVaultSecretsUser.RoleName, VaultResourceID(VaultName)); err != nil {
+			return err
+		}
+	}
+	if _, ok := c.KeyVault.Vault(VaultName); !ok {
+		if _, err := c.KeyVault.CreateVault(VaultName, TenantID, VaultResourceID(VaultName)); err != nil {
+			return err
+		}
+		if _, err := c.KeyVault.SetSecret(VaultName, SecretName, SecretValue); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// App is an app registration with its service principal and, when it has one, its client
+// secret (shown once, as Entra does).
+type App struct {
+	DisplayName  string
+	ClientID     string // appId
+	ObjectID     string // the service principal's object ID: what role assignments name
+	ClientSecret string
+}
+
+func (c *Cloud) registerApp(name, clientID, secret string) (App, error) {
+	app, err := c.Directory.CreateApplication(TenantID, name, clientID)
+	if err != nil {
+		return App{}, err
+	}
+	sp, err := c.Directory.CreateServicePrincipal(TenantID, app.AppID)
+	if err != nil {
+		return App{}, err
+	}
+	_, value, err := c.Directory.AddPassword(TenantID, app.AppID, directory.SecretOptions{DisplayName: "rbac", Value: secret})
+	if err != nil {
+		return App{}, err
+	}
+	return App{DisplayName: name, ClientID: app.AppID, ObjectID: sp.ObjectID, ClientSecret: value}, nil
+}
+
+// RegisterApp registers an app with a service principal and a new client secret, as
+// `az ad sp create-for-rbac` does, without any role.
+func (c *Cloud) RegisterApp(displayName string) (App, error) {
+	return c.registerApp(displayName, "", "")
+}
+
+// AssignRole grants a built-in role to a principal at a scope (VaultResourceID or SecretScope).
+func (c *Cloud) AssignRole(principalID, role, scope string) (directory.RoleAssignment, error) {
+	return c.Directory.AssignRole(principalID, role, scope)
+}
+
+// CreateVault creates a vault in the local subscription, in the local tenant.
+func (c *Cloud) CreateVault(name string) (keyvault.Vault, error) {
+	return c.KeyVault.CreateVault(name, TenantID, VaultResourceID(name))
+}
+
+// ProxyURL is the value of HTTPS_PROXY.
+func (c *Cloud) ProxyURL() string { return c.Proxy.URL().String() }
+
+// CAFile is the path of the CA certificate (the value of SSL_CERT_FILE).
+func (c *Cloud) CAFile() string { return c.caFile }
+
+// HTTPClient goes through the local cloud and trusts only its CA: for tests and tools that
+// talk to the emulated services from inside this process.
+func (c *Cloud) HTTPClient() *http.Client { return &http.Client{Transport: c.Proxy.Transport()} }
+
+// TransportEnv is what makes a process reach the local cloud instead of Azure: the proxy,
+// the CA, and no proxying of loopback (Node proxies every URL otherwise, the managed identity
+// endpoint included). HTTP_PROXY is left unset on purpose: the IMDS probe must fail fast.
+func (c *Cloud) TransportEnv() []string {
+	return []string{
+		"HTTPS_PROXY=" + c.ProxyURL(),
+		"NO_PROXY=127.0.0.1,localhost,::1",
+		"SSL_CERT_FILE=" + c.caFile,
+		"NODE_EXTRA_CA_CERTS=" + c.caFile,
+		CAFileEnv + "=" + c.caFile,
+	}
+}
+
+// CAFileEnv names the CA file for launchers on systems where Go ignores SSL_CERT_FILE.
+const CAFileEnv = "LOCALCLOUD_CA_FILE"
+
+// Env is the contents of DIR/env: the transport, the tenant and the well-known vault's URL, and
+// no credential. AZURE_TOKEN_CREDENTIALS=prod keeps DefaultAzureCredential from reaching for a
+// developer's real `az` login and sending a real Azure token here.
+func (c *Cloud) Env() []string {
+	return append(c.TransportEnv(),
+		"AZURE_TENANT_ID="+TenantID,
+		"AZURE_KEYVAULT_URL="+VaultURL,
+		"AZURE_TOKEN_CREDENTIALS=prod",
+	)
+}
+
+// DeveloperEnv is the contents of DIR/developer.env: the developer principal's credential, in
+// the variables azidentity's EnvironmentCredential reads.
+func (c *Cloud) DeveloperEnv() []string {
+	return []string{
+		"AZURE_TENANT_ID=" + TenantID,
+		"AZURE_CLIENT_ID=" + DeveloperClientID,
+		"AZURE_CLIENT_SECRET=" + DeveloperClientSecret,
+	}
+}
+
+// ChildEnv is a child process's environment: base (usually os.Environ()) with everything that
+// could point it at real Azure, or at another proxy or CA, removed; then Env; then extra.
+func (c *Cloud) ChildEnv(base []string, extra ...string) []string {
+	return append(append(ScrubEnv(base), c.Env()...), extra...)
+}
+
+// ScrubEnv drops inherited variables that would change where a process authenticates or what
+// it trusts: AZURE_*, IDENTITY_*, MSI_*, IMDS_ENDPOINT, *_PROXY, SSL_CERT_*, NODE_EXTRA_CA_CERTS,
+// LOCALCLOUD_CA_FILE.
+func ScrubEnv(base []string) []string {
+	out := make([]string, 0, len(base))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		u := strings.ToUpper(k)
+		switch {
+		case strings.HasPrefix(u, "AZURE_"), strings.HasPrefix(u, "IDENTITY_"), strings.HasPrefix(u, "MSI_"),
+			u == "IMDS_ENDPOINT", strings.HasSuffix(u, "_PROXY"), strings.HasPrefix(u, "SSL_CERT_"),
+			u == "NODE_EXTRA_CA_CERTS", u == CAFileEnv:
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func (c *Cloud) writeEnvFiles() error {
+	write := func(name string, lines []string, perm os.FileMode) error {
+		return store.WriteFileAtomic(filepath.Join(c.dir, name), []byte(strings.Join(lines, "\n")+"\n"), perm)
+	}
+	if err := write(EnvFile, c.Env(), 0o644); err != nil {
+		return err
+	}
+	return write(DeveloperEnvFile, c.DeveloperEnv(), 0o600)
+}
+
+// Close stops the local cloud. State in Dir stays; an in-memory cloud leaves no files behind.
+func (c *Cloud) Close() error {
+	var errs []error
+	if c.Proxy != nil {
+		errs = append(errs, c.Proxy.Close())
+	}
+	if c.tempDir != "" {
+		errs = append(errs, os.RemoveAll(c.tempDir))
+	}
+	return errors.Join(errs...)
+}
