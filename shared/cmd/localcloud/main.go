@@ -32,6 +32,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newCommand(os.Stdout, os.Stderr).ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "localcloud:", err)
 		os.Exit(1)
 	}
 }
@@ -59,11 +60,7 @@ well-known tenant and vault, are written to DIR/env. Load them into a shell with
 				return fmt.Errorf("--log-level: %w (use debug, info, warn or error)", err)
 			}
 			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-			err := run(cmd.Context(), stdout, log, dir, addr, reset)
-			if err != nil {
-				fmt.Fprintln(stderr, "localcloud:", err)
-			}
-			return err
+			return run(cmd.Context(), stdout, log, dir, addr, reset)
 		},
 	}
 	cmd.SetOut(stdout)
