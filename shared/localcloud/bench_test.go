@@ -58,6 +58,5 @@ func BenchmarkWarmGetSecret(b *testing.B) {
 	}
 }
 
-
 // quiet drops the per-request log, which would otherwise be measured too.
 func quiet(o *localcloud.Options) { o.Logger = nil }
