@@ -980,10 +980,19 @@ func (d *Directory) DeleteRoleAssignmentsUnder(scope string) error {
 	})
 }
 
+// IsAllowedAction is the same decision for a control-plane action (pulling an image, say).
+func (d *Directory) IsAllowedAction(principalID, action, resource string) bool {
+	return d.allowed(principalID, resource, func(r RoleDefinition) bool { return r.AllowsAction(action) })
+}
+
 // IsAllowed is Azure RBAC's data-plane decision: does any role assigned to the principal, at
 // the resource's scope or above it, grant the data action? A principal that no longer exists
 // is allowed nothing.
 func (d *Directory) IsAllowed(principalID, dataAction, resource string) bool {
+	return d.allowed(principalID, resource, func(r RoleDefinition) bool { return r.Allows(dataAction) })
+}
+
+func (d *Directory) allowed(principalID, resource string, grants func(RoleDefinition) bool) bool {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if _, ok := d.st.ServicePrincipals[strings.ToLower(principalID)]; !ok {
@@ -993,7 +1002,7 @@ func (d *Directory) IsAllowed(principalID, dataAction, resource string) bool {
 		if !strings.EqualFold(ra.PrincipalID, principalID) || !ScopeCovers(ra.Scope, resource) {
 			continue
 		}
-		if def, ok := LookupRole(ra.RoleDefinitionID); ok && def.Allows(dataAction) {
+		if def, ok := LookupRole(ra.RoleDefinitionID); ok && grants(def) {
 			return true
 		}
 	}

@@ -218,6 +218,9 @@ func TestRoleWildcardsMatchAsAzureDoes(t *testing.T) {
 			t.Errorf("%s allows %s = %v, want %v", c.role.RoleName, c.action, got, c.want)
 		}
 	}
+	if !AcrPull.AllowsAction(ActionAcrPull) || AcrPull.Allows(ActionGetSecret) || KeyVaultAdministrator.AllowsAction(ActionAcrPull) {
+		t.Fatal("AcrPull must grant pulls and nothing in Key Vault")
+	}
 	if !ScopeCovers("/subscriptions/S/resourceGroups/RG", "/subscriptions/s/resourcegroups/rg/providers/x") || ScopeCovers("/a/b", "/a/bc") {
 		t.Fatal("scope matching is wrong")
 	}

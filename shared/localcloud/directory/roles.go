@@ -7,6 +7,7 @@ type RoleDefinition struct {
 	ID             string   `json:"id"` // the role's GUID, the same in every subscription
 	RoleName       string   `json:"roleName"`
 	Description    string   `json:"description"`
+	Actions        []string `json:"actions"` // control-plane actions (the local cloud checks only AcrPull's)
 	DataActions    []string `json:"dataActions"`
 	NotDataActions []string `json:"notDataActions"`
 }
@@ -45,8 +46,20 @@ var (
 	}
 )
 
+// AcrPull lets a principal pull images from a container registry: what a web app's managed
+// identity needs to start from a private registry without a registry password.
+var AcrPull = RoleDefinition{
+	ID:          "7f951dca-4ed3-4a0c-a1b1-0acc8db0b7b0",
+	RoleName:    "AcrPull",
+	Description: "acr pull",
+	Actions:     []string{"Microsoft.ContainerRegistry/registries/pull/read"},
+}
+
+// ActionAcrPull is the control-plane action App Service needs to pull an image.
+const ActionAcrPull = "Microsoft.ContainerRegistry/registries/pull/read"
+
 // BuiltInRoles are the roles the local cloud knows.
-var BuiltInRoles = []RoleDefinition{KeyVaultAdministrator, KeyVaultSecretsOfficer, KeyVaultSecretsUser, KeyVaultReader}
+var BuiltInRoles = []RoleDefinition{KeyVaultAdministrator, KeyVaultSecretsOfficer, KeyVaultSecretsUser, KeyVaultReader, AcrPull}
 
 // Secrets data actions, as Key Vault names them for each operation.
 const (
@@ -85,6 +98,16 @@ func (r RoleDefinition) Allows(action string) bool {
 		}
 	}
 	for _, a := range r.DataActions {
+		if matchAction(a, action) {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowsAction reports whether the role grants a control-plane action.
+func (r RoleDefinition) AllowsAction(action string) bool {
+	for _, a := range r.Actions {
 		if matchAction(a, action) {
 			return true
 		}
