@@ -73,6 +73,11 @@ well-known tenant and vault, are written to DIR/env. Load them into a shell with
 }
 
 func run(ctx context.Context, stdout io.Writer, log *slog.Logger, dir, addr string, reset bool) error {
+	// DIR/env names files in DIR: make them absolute so it can be loaded from any folder.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
 	cloud, err := localcloud.Start(ctx, localcloud.Options{Dir: dir, Addr: addr, Reset: reset, Logger: log})
 	if err != nil {
 		return err
