@@ -102,6 +102,11 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request, li *logInfo) {
 	// request always gets the challenge it needs.
 	claims, err := s.authenticate(r, v)
 	if err != nil {
+		// Name the step in the log, so a learner sees the challenge the SDK's first request gets.
+		li.op = "Challenge"
+		if r.Header.Get("Authorization") != "" {
+			li.op = "RefusedToken"
+		}
 		h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="%s", resource="%s"`, entra.Authority(v.TenantID), Audience))
 		writeError(w, err)
 		return
