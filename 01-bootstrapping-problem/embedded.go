@@ -1,7 +1,10 @@
+//go:build !nolocalcloud
+
 package main
 
-// Not part of the lesson: this file runs the step on an embedded local cloud when no Azure
-// vault is configured (AZURE_KEYVAULT_URL unset). The well-known local values already hold
+// Not part of the lesson, and not in what you deploy (build with -tags nolocalcloud to leave
+// it and the local cloud out). With no Azure vault configured (AZURE_KEYVAULT_URL unset), this
+// file runs the step on an embedded local cloud. The well-known local values already hold
 // everything step 01 needs: the vault, SecretPassword, and the app registration whose secret
 // main.go carries, with Key Vault Secrets User on the vault.
 

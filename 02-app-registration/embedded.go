@@ -1,7 +1,10 @@
+//go:build !nolocalcloud
+
 package main
 
-// Not part of the lesson: this file runs the step on an embedded local cloud when no Azure
-// vault is configured (AZURE_KEYVAULT_URL unset). It does what you would do on Azure with
+// Not part of the lesson, and not in what you deploy (build with -tags nolocalcloud to leave
+// it and the local cloud out). With no Azure vault configured (AZURE_KEYVAULT_URL unset), this
+// file runs the step on an embedded local cloud. It does what you would do on Azure with
 // `az ad sp create-for-rbac` and `az role assignment create`: register the app, give its
 // service principal Key Vault Secrets User on the vault, and hand the credential to the app
 // in its environment.

@@ -65,9 +65,13 @@ func run(log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logTokenClaims(ctx, log, cred)
+	// Listen for SIGHUP before serving: a refresh asked for early must not kill the app.
+	hangup := make(chan os.Signal, 1)
+	signal.Notify(hangup, syscall.SIGHUP)
+	defer signal.Stop(hangup)
 	secret := &cachedSecret{client: client, name: secretName, log: log}
 	secret.refresh(ctx)
-	go secret.keepFresh(ctx, refreshInterval(log))
+	go secret.keepFresh(ctx, refreshInterval(log), hangup)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/SecretTest", secret.serveSecretTest)
@@ -106,10 +110,7 @@ func (s *cachedSecret) refresh(ctx context.Context) {
 }
 
 // keepFresh re-reads the secret every interval, and at once on SIGHUP (`kill -HUP <pid>`).
-func (s *cachedSecret) keepFresh(ctx context.Context, interval time.Duration) {
-	hangup := make(chan os.Signal, 1)
-	signal.Notify(hangup, syscall.SIGHUP)
-	defer signal.Stop(hangup)
+func (s *cachedSecret) keepFresh(ctx context.Context, interval time.Duration, hangup <-chan os.Signal) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {

@@ -163,8 +163,11 @@ func (a *App) Refresh() string {
 				return l
 			}
 		}
-		changed := a.changed
+		exited, changed := a.exited, a.changed
 		a.mu.Unlock()
+		if exited {
+			a.t.Fatalf("the app exited instead of refreshing; its log:\n%s", a.Log())
+		}
 		select {
 		case <-changed:
 		case <-deadline:

@@ -21,6 +21,7 @@ import (
 	"testing"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/identity"
 )
 
 // VaultURLEnv is the variable whose presence means "Azure is configured: run the lesson".
@@ -33,6 +34,8 @@ type Child struct {
 	Env []string
 	// Stop runs after the child exits (closing a managed identity endpoint, say).
 	Stop func()
+	// Endpoint is the app's managed identity endpoint, when the platform started one.
+	Endpoint *identity.Endpoint
 }
 
 // Seed prepares the local cloud for a step.
@@ -153,5 +156,5 @@ func AppService(c *localcloud.Cloud, site string) (Child, error) {
 		return Child{}, err
 	}
 	env := append(ep.Env(), "WEBSITE_SITE_NAME="+site, "WEBSITE_HOSTNAME="+site+".azurewebsites.net")
-	return Child{Env: env, Stop: func() { ep.Close() }}, nil
+	return Child{Env: env, Stop: func() { ep.Close() }, Endpoint: ep}, nil
 }
