@@ -83,20 +83,20 @@ func appBinary(t *testing.T) string {
 	return appPath
 }
 
-// lessonBinary is main.go built alone: the app exactly as it is written for Azure, without the
-// local cloud that embedded.go links in (and with it the local cloud's published well-known
+// lessonBinary is the app built as 04-deploy builds it for Azure (-tags nolocalcloud): without
+// embedded.go and the local cloud it links in (with the local cloud's published well-known
 // values, which belong to the local cloud, not to this app).
 func lessonBinary(t *testing.T) []byte {
 	t.Helper()
 	lessonOnce.Do(func() {
 		out := filepath.Join(buildDir, "lesson")
-		if b, err := exec.Command("go", "build", "-o", out, "main.go").CombinedOutput(); err != nil {
-			t.Fatalf("go build main.go: %v\n%s", err, b)
+		if b, err := exec.Command("go", "build", "-tags", "nolocalcloud", "-o", out, ".").CombinedOutput(); err != nil {
+			t.Fatalf("go build -tags nolocalcloud: %v\n%s", err, b)
 		}
 		lessonPath = out
 	})
 	if lessonPath == "" {
-		t.Fatal("building main.go failed (see the first test that tried)")
+		t.Fatal("building the deployable binary failed (see the first test that tried)")
 	}
 	b, err := os.ReadFile(lessonPath)
 	if err != nil {
