@@ -1,5 +1,6 @@
-// Package localcloud runs the tutorial's local cloud: Entra ID, Key Vault and App Service's
-// managed identity endpoint, answering for Azure's own hostnames through an HTTPS proxy with its
+// Package localcloud runs the tutorial's local cloud: Entra ID, Microsoft Graph, Azure
+// Resource Manager, Key Vault, App Service (with its managed identity endpoint) and Container
+// Registry builds, answering for Azure's own hostnames through an HTTPS proxy with its
 // own certificate authority, so that unmodified Azure SDK code runs against it with nothing
 // changed but its environment.
 //
@@ -20,9 +21,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/appservice"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/arm"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/entra"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/frontdoor"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/graph"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/identity"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/store"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/keyvault"
@@ -30,8 +34,9 @@ import (
 
 // Options configure a local cloud.
 type Options struct {
-	// Dir keeps the state (CA, signing key, directory, vaults) across restarts. "" keeps
-	// everything in memory, with the CA certificate in a temporary file removed by Close.
+	// Dir keeps the state (CA, signing key, directory, vaults, resource groups, registries with
+	// their images, web apps) across restarts. "" keeps everything in memory, with the CA
+	// certificate and the images in temporary folders removed by Close.
 	Dir string
 	// Reset discards the state in Dir first (the CA and the signing key too).
 	Reset bool
@@ -41,20 +46,23 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives one line per request; nil = discard.
 	Logger *slog.Logger
-	// TokenLifetime is how long Entra's access tokens last; 0 = an hour, as on Azure. Tests
-	// shorten it below the SDK's five-minute refresh margin so that every refresh of an app
-	// signs in again, which shows at once what on Azure shows within the hour.
+	// TokenLifetime is how long Entra's access tokens last; 0 = an hour, as on Azure. A lifetime
+	// under the SDK's five-minute refresh margin makes a client that retries after a 401 sign in
+	// again instead of reusing its cached token, which tests of revoked access rely on.
 	TokenLifetime time.Duration
 }
 
 // Cloud is a running local cloud.
 type Cloud struct {
-	Directory *directory.Directory
-	Entra     *entra.Service
-	KeyVault  *keyvault.Service
-	Identity  *identity.Service
-	Proxy     *frontdoor.Proxy
-	CA        *frontdoor.CA
+	Directory  *directory.Directory
+	Entra      *entra.Service
+	KeyVault   *keyvault.Service
+	Identity   *identity.Service
+	Graph      *graph.Service
+	AppService *appservice.Service
+	ARM        *arm.Service
+	Proxy      *frontdoor.Proxy
+	CA         *frontdoor.CA
 
 	dir     string
 	tempDir string // in-memory clouds: holds ca.pem, removed by Close
@@ -69,6 +77,9 @@ const (
 	DeveloperEnvFile = "developer.env"
 	directoryFile    = "directory.json"
 	keyvaultFile     = "keyvault.json"
+	armFile          = "arm.json"
+	appServiceFile   = "appservice.json"
+	appServiceDir    = "appservice" // built images, uploaded build contexts, the apps' home folders
 )
 
 // Start starts a local cloud and seeds the well-known values (once: a restart keeps what is in Dir).
@@ -88,7 +99,8 @@ func Start(ctx context.Context, opts Options) (_ *Cloud, err error) {
 		}
 	}()
 
-	dirStore, kvStore := store.Memory(), store.Memory()
+	dirStore, kvStore, armStore, appStore := store.Memory(), store.Memory(), store.Memory(), store.Memory()
+	appWorkDir := "" // in memory: a temporary folder that AppService.Close removes
 	var signer *entra.Signer
 	if opts.Dir != "" {
 		if opts.Reset {
@@ -107,6 +119,9 @@ func Start(ctx context.Context, opts Options) (_ *Cloud, err error) {
 		}
 		dirStore = store.Open(filepath.Join(opts.Dir, directoryFile))
 		kvStore = store.Open(filepath.Join(opts.Dir, keyvaultFile))
+		armStore = store.Open(filepath.Join(opts.Dir, armFile))
+		appStore = store.Open(filepath.Join(opts.Dir, appServiceFile))
+		appWorkDir = filepath.Join(opts.Dir, appServiceDir)
 		c.caFile = filepath.Join(opts.Dir, CAFile)
 	} else {
 		if c.CA, err = frontdoor.NewCA(); err != nil {
@@ -132,13 +147,19 @@ func Start(ctx context.Context, opts Options) (_ *Cloud, err error) {
 		return nil, err
 	}
 	c.Identity = identity.New(identity.Options{Directory: c.Directory, Issuer: c.Entra, Logger: log})
+	if c.Graph, err = graph.New(graph.Options{Directory: c.Directory, Tokens: c.Entra, Logger: log}); err != nil {
+		return nil, err
+	}
 	if err := c.seedWellKnown(); err != nil {
 		return nil, fmt.Errorf("seeding the well-known values: %w", err)
 	}
 
+	// The proxy listens before App Service starts: the web apps it restarts get its address in
+	// their environment, and reach Entra ID and Key Vault through it at once.
 	c.Proxy = frontdoor.New(frontdoor.Options{CA: c.CA, Logger: log})
 	c.Proxy.Handle(entra.Host, c.Entra.Handler())
 	c.Proxy.Handle("*."+keyvault.DNSSuffix, c.KeyVault.Handler())
+	c.Proxy.Handle(graph.Host, c.Graph.Handler())
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -146,6 +167,26 @@ func Start(ctx context.Context, opts Options) (_ *Cloud, err error) {
 	if _, err := c.Proxy.Start(addr); err != nil {
 		return nil, fmt.Errorf("%w (another local cloud may be running; stop it or choose another --addr)", err)
 	}
+	if c.AppService, err = appservice.New(appservice.Options{
+		Directory: c.Directory, Identity: c.Identity, TenantID: TenantID, ChildEnv: c.PlatformEnv,
+		Logger: log, Now: now, Store: appStore, WorkDir: appWorkDir,
+	}); err != nil {
+		return nil, err
+	}
+	c.Proxy.Handle("*."+appservice.DNSSuffix, c.AppService.Handler())
+	c.Proxy.Handle("*.scm."+appservice.DNSSuffix, c.AppService.Handler())
+	if c.ARM, err = arm.New(arm.Options{
+		SubscriptionID: SubscriptionID, TenantID: TenantID, Directory: c.Directory, Tokens: c.Entra,
+		KeyVault: c.KeyVault, AppService: c.AppService, Store: armStore, Now: now, Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	// Resource Manager shows the well-known vault where its resource ID says it is.
+	if err := c.ARM.AdoptVault(ResourceGroup, VaultName, Location); err != nil {
+		return nil, fmt.Errorf("seeding the well-known values: %w", err)
+	}
+	c.Proxy.Handle(arm.Host, c.ARM.Handler())
+	c.Proxy.Handle(arm.BlobHost, c.ARM.BlobHandler())
 	if opts.Dir != "" {
 		if err := c.writeEnvFiles(); err != nil {
 			return nil, err
@@ -156,12 +197,12 @@ func Start(ctx context.Context, opts Options) (_ *Cloud, err error) {
 
 // Reset removes the local cloud's own files from dir, and nothing else.
 func Reset(dir string) error {
-	for _, name := range []string{CAFile, "ca-key.pem", "signing-key.pem", directoryFile, keyvaultFile, EnvFile, DeveloperEnvFile} {
+	for _, name := range []string{CAFile, "ca-key.pem", "signing-key.pem", directoryFile, keyvaultFile, armFile, appServiceFile, EnvFile, DeveloperEnvFile} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
-	return nil
+	return os.RemoveAll(filepath.Join(dir, appServiceDir))
 }
 
 // seedWellKnown creates the well-known tenant, vault, secret and principals the first time.
@@ -293,6 +334,14 @@ func (c *Cloud) ChildEnv(base []string, extra ...string) []string {
 	return append(append(ScrubEnv(base), c.Env()...), extra...)
 }
 
+// PlatformEnv is what the local App Service starts a web app with: base scrubbed, the transport
+// to reach the local cloud, then extra (App Service's own variables and the app settings). Unlike
+// ChildEnv it adds no AZURE_KEYVAULT_URL or AZURE_TENANT_ID: on Azure an app gets those only
+// from its app settings, so a forgotten setting must fail here too.
+func (c *Cloud) PlatformEnv(base []string, extra ...string) []string {
+	return append(append(ScrubEnv(base), c.TransportEnv()...), extra...)
+}
+
 // ScrubEnv drops inherited variables that would change where a process authenticates or what
 // it trusts: AZURE_*, IDENTITY_*, MSI_*, IMDS_ENDPOINT, *_PROXY, SSL_CERT_*, NODE_EXTRA_CA_CERTS,
 // LOCALCLOUD_CA_FILE.
@@ -322,9 +371,13 @@ func (c *Cloud) writeEnvFiles() error {
 	return write(DeveloperEnvFile, c.DeveloperEnv(), 0o600)
 }
 
-// Close stops the local cloud. State in Dir stays; an in-memory cloud leaves no files behind.
+// Close stops the local cloud: the web apps first, then the proxy. State in Dir stays (the apps
+// that were running start again next time); an in-memory cloud leaves no files behind.
 func (c *Cloud) Close() error {
 	var errs []error
+	if c.AppService != nil {
+		errs = append(errs, c.AppService.Close())
+	}
 	if c.Proxy != nil {
 		errs = append(errs, c.Proxy.Close())
 	}

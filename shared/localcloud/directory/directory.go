@@ -860,7 +860,7 @@ func lastSegment(id string) string {
 func (d *Directory) AssignRole(principalID, role, scope string) (RoleAssignment, error) {
 	def, ok := LookupRole(role)
 	if !ok {
-		return RoleAssignment{}, fmt.Errorf("%w: role %q doesn't exist; built-in Key Vault roles are %s", ErrNotFound, role, roleNames())
+		return RoleAssignment{}, fmt.Errorf("%w: role %q doesn't exist in the local cloud; its built-in roles are %s", ErrNotFound, role, roleNames())
 	}
 	if !strings.HasPrefix(scope, "/") {
 		return RoleAssignment{}, fmt.Errorf("%w: scope %q must be a resource ID starting with /", ErrInvalidArgument, scope)

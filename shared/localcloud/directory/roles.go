@@ -8,6 +8,7 @@ type RoleDefinition struct {
 	RoleName       string   `json:"roleName"`
 	Description    string   `json:"description"`
 	Actions        []string `json:"actions"` // control-plane actions (the local cloud checks only AcrPull's)
+	NotActions     []string `json:"notActions"`
 	DataActions    []string `json:"dataActions"`
 	NotDataActions []string `json:"notDataActions"`
 }
@@ -55,11 +56,47 @@ var AcrPull = RoleDefinition{
 	Actions:     []string{"Microsoft.ContainerRegistry/registries/pull/read"},
 }
 
+// The general built-in roles, with their real IDs and control-plane actions. The local Resource
+// Manager does not check control-plane actions (any principal of the tenant acts as Owner), but
+// it lists and assigns these roles as Azure does, and they count as Azure counts them for the
+// one control-plane action the local cloud checks: Owner, Contributor and Reader can all pull
+// images from a registry.
+var (
+	Owner = RoleDefinition{
+		ID:          "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+		RoleName:    "Owner",
+		Description: "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.",
+		Actions:     []string{"*"},
+	}
+	Contributor = RoleDefinition{
+		ID:          "b24988ac-6180-42a0-ab88-20f7382dd24c",
+		RoleName:    "Contributor",
+		Description: "Grants full access to manage all resources, but does not allow you to assign roles in Azure RBAC, manage assignments in Azure Blueprints, or share image galleries.",
+		Actions:     []string{"*"},
+		NotActions: []string{
+			"Microsoft.Authorization/*/Delete",
+			"Microsoft.Authorization/*/Write",
+			"Microsoft.Authorization/elevateAccess/Action",
+			"Microsoft.Blueprint/blueprintAssignments/write",
+			"Microsoft.Blueprint/blueprintAssignments/delete",
+			"Microsoft.Compute/galleries/share/action",
+		},
+	}
+	Reader = RoleDefinition{
+		ID:          "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+		RoleName:    "Reader",
+		Description: "View all resources, but does not allow you to make any changes.",
+		Actions:     []string{"*/read"},
+	}
+)
+
 // ActionAcrPull is the control-plane action App Service needs to pull an image.
 const ActionAcrPull = "Microsoft.ContainerRegistry/registries/pull/read"
 
 // BuiltInRoles are the roles the local cloud knows.
-var BuiltInRoles = []RoleDefinition{KeyVaultAdministrator, KeyVaultSecretsOfficer, KeyVaultSecretsUser, KeyVaultReader, AcrPull}
+var BuiltInRoles = []RoleDefinition{
+	KeyVaultAdministrator, KeyVaultSecretsOfficer, KeyVaultSecretsUser, KeyVaultReader, AcrPull, Owner, Contributor, Reader,
+}
 
 // Secrets data actions, as Key Vault names them for each operation.
 const (
@@ -105,8 +142,13 @@ func (r RoleDefinition) Allows(action string) bool {
 	return false
 }
 
-// AllowsAction reports whether the role grants a control-plane action.
+// AllowsAction reports whether the role grants a control-plane action; NotActions subtract.
 func (r RoleDefinition) AllowsAction(action string) bool {
+	for _, na := range r.NotActions {
+		if matchAction(na, action) {
+			return false
+		}
+	}
 	for _, a := range r.Actions {
 		if matchAction(a, action) {
 			return true
