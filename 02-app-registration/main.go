@@ -148,7 +148,8 @@ func (s *cachedSecret) serveHealth(w http.ResponseWriter, _ *http.Request) {
 // logTokenClaims shows who the app is to Key Vault: the claims of its access token, never the
 // token itself (a token is as good as the credential for as long as it lasts).
 func logTokenClaims(ctx context.Context, log *slog.Logger, cred azcore.TokenCredential) {
-	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{"https://vault.azure.net/.default"}})
+	// EnableCAE as azsecrets does, so this is the very token the vault gets (and only one sign-in).
+	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{"https://vault.azure.net/.default"}, EnableCAE: true})
 	if err != nil {
 		log.Error("getting a token for Key Vault failed", "err", err)
 		return
