@@ -423,3 +423,15 @@ func (a *app) confirm(question string) (bool, error) {
 	fmt.Fscanln(f, &answer)
 	return strings.EqualFold(answer, "y") || strings.EqualFold(answer, "yes"), nil
 }
+
+// connected is the run of a command that calls the local cloud: it connects first, as every az
+// command that calls Azure needs the signed-in account before it does anything else.
+func connected(run func(a *app, c *cloud) (any, error)) func(*app, *cobra.Command, []string) (any, error) {
+	return func(a *app, _ *cobra.Command, _ []string) (any, error) {
+		c, err := a.connect()
+		if err != nil {
+			return nil, err
+		}
+		return run(a, c)
+	}
+}

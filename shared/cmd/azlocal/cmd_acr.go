@@ -67,14 +67,10 @@ func addACR(a *app, root *cobra.Command) {
 			fs.StringVarP(&name, "name", "n", "", "The name of the container registry.")
 			fs.StringVarP(&rg, "resource-group", "g", "", "Name of resource group.")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			v, err := a.registry(c, name, rg)
 			return flatten(v), err
-		},
+		}),
 	})
 	var images []string
 	var file, platform string

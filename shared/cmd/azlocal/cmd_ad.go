@@ -173,15 +173,11 @@ func addAD(a *app, root *cobra.Command) {
 	user := group(ad, "signed-in-user", "View information about the current signed-in user in Microsoft Entra ID.")
 	a.add(user, command{
 		use: "show", short: "Get the details for the currently logged-in user.",
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			// The local developer signs in as a service principal, so Graph refuses /me, as it
 			// does for az signed in with a service principal.
 			return c.graphCall(a.ctx, http.MethodGet, "/me", nil)
-		},
+		}),
 	})
 }
 
@@ -224,11 +220,7 @@ func addSP(a *app, ad *cobra.Command) {
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&id, "id", "", "Identifier uri, application id, or object id of the associated application.")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			appID := id
 			if isGUID(id) {
 				v, err := c.graphCall(a.ctx, http.MethodGet, "/applications"+filter("appId eq "+odataQuote(id)), nil)
@@ -242,40 +234,32 @@ func addSP(a *app, ad *cobra.Command) {
 				}
 			}
 			return c.graphCall(a.ctx, http.MethodPost, "/servicePrincipals", map[string]any{"appId": appID, "accountEnabled": true})
-		},
+		}),
 	})
 	a.add(sp, command{
 		use: "show", short: "Get the details of a service principal.",
 		required: []string{"id"},
 		flags:    idFlag,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			oid, err := a.resolveSP(c, id)
 			if err != nil {
 				return nil, err
 			}
 			return c.graphCall(a.ctx, http.MethodGet, "/servicePrincipals/"+oid, nil)
-		},
+		}),
 	})
 	a.add(sp, command{
 		use: "delete", short: "Delete a service principal.",
 		required: []string{"id"},
 		flags:    idFlag,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			oid, err := a.resolveSP(c, id)
 			if err != nil {
 				return nil, err
 			}
 			_, err = c.graphCall(a.ctx, http.MethodDelete, "/servicePrincipals/"+oid, nil)
 			return nil, err
-		},
+		}),
 	})
 }
 
@@ -408,17 +392,13 @@ func addApp(a *app, ad *cobra.Command) {
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&displayName, "display-name", "", "The display name of the application.")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			application, existed, err := a.createApplication(c, displayName)
 			if err != nil || !existed {
 				return application, err
 			}
 			return c.graphCall(a.ctx, http.MethodGet, "/applications/"+get(application, "id"), nil)
-		},
+		}),
 	})
 	idFlag := func(fs *pflag.FlagSet) {
 		fs.StringVar(&id, "id", "", "Identifier uri, application id, or object id.")
@@ -427,34 +407,26 @@ func addApp(a *app, ad *cobra.Command) {
 		use: "show", short: "Get the details of an application.",
 		required: []string{"id"},
 		flags:    idFlag,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			oid, err := a.resolveApp(c, id)
 			if err != nil {
 				return nil, err
 			}
 			return c.graphCall(a.ctx, http.MethodGet, "/applications/"+oid, nil)
-		},
+		}),
 	})
 	a.add(appGroup, command{
 		use: "delete", short: "Delete an application.",
 		required: []string{"id"},
 		flags:    idFlag,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			oid, err := a.resolveApp(c, id)
 			if err != nil {
 				return nil, err
 			}
 			_, err = c.graphCall(a.ctx, http.MethodDelete, "/applications/"+oid, nil)
 			return nil, err
-		},
+		}),
 	})
 	credential := group(appGroup, "credential", "Manage an application's password or certificate credentials.")
 	var appendCred, createCert bool

@@ -57,11 +57,7 @@ func addAccount(a *app, root *cobra.Command) {
 	a.add(account, command{
 		use:   "show",
 		short: "Get the details of a subscription: the local cloud's, signed in as the local developer.",
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			// az reads this from its profile, without a request: so does azlocal.
 			return map[string]any{
 				"environmentName":  "AzureCloud",
@@ -74,7 +70,7 @@ func addAccount(a *app, root *cobra.Command) {
 				"tenantId":         c.tenantID,
 				"user":             map[string]any{"name": c.clientID, "type": "servicePrincipal"},
 			}, nil
-		},
+		}),
 	})
 }
 
@@ -95,42 +91,30 @@ func addGroup(a *app, root *cobra.Command) {
 			fs.StringArrayVar(&tags, "tags", nil, "Space-separated tags: key[=value].")
 			fs.String("managed-by", "", "The ID of the resource that manages this resource group.")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			body := map[string]any{"location": location}
 			if len(tags) > 0 {
 				body["tags"] = parseTags(tags)
 			}
 			v, err := c.arm(a.ctx, http.MethodPut, c.groupPath(name), apiResources, body)
 			return groupView(v), err
-		},
+		}),
 	})
 	a.add(g, command{
 		use: "show", short: "Gets a resource group.",
 		required: []string{"name|resource-group"},
 		flags:    nameFlags,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			v, err := c.arm(a.ctx, http.MethodGet, c.groupPath(name), apiResources, nil)
 			return groupView(v), err
-		},
+		}),
 	})
 	a.add(g, command{
 		use: "exists", short: "Check if a resource group exists.",
 		required: []string{"name|resource-group"},
 		flags:    nameFlags,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
-			_, err = c.do(a.ctx, request{method: http.MethodHead, url: armURL(c.groupPath(name), apiResources), scope: armScope})
+		run: connected(func(a *app, c *cloud) (any, error) {
+			_, err := c.do(a.ctx, request{method: http.MethodHead, url: armURL(c.groupPath(name), apiResources), scope: armScope})
 			switch {
 			case err == nil:
 				return true, nil
@@ -138,7 +122,7 @@ func addGroup(a *app, root *cobra.Command) {
 				return false, nil
 			}
 			return nil, err
-		},
+		}),
 	})
 	var yes, noWait bool
 	a.add(g, command{
@@ -167,11 +151,7 @@ func addGroup(a *app, root *cobra.Command) {
 	})
 	a.add(g, command{
 		use: "list", short: "List resource groups.",
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			v, err := c.arm(a.ctx, http.MethodGet, c.subscriptionPath()+"/resourcegroups", apiResources, nil)
 			if err != nil {
 				return nil, err
@@ -181,7 +161,7 @@ func addGroup(a *app, root *cobra.Command) {
 				groupView(g)
 			}
 			return groups, nil
-		},
+		}),
 	})
 }
 

@@ -73,26 +73,18 @@ func addKeyVault(a *app, root *cobra.Command) {
 		use: "show", short: "Show details of a Vault.",
 		required: []string{"name"},
 		flags:    nameFlags,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			if rg == "" {
 				return a.findResource(c, vaultProvider, name, apiKeyVault, "Vault")
 			}
 			return c.arm(a.ctx, http.MethodGet, c.resourcePath(rg, vaultProvider, name), apiKeyVault, nil)
-		},
+		}),
 	})
 	a.add(kv, command{
 		use: "delete", short: "Delete a Vault.",
 		required: []string{"name"},
 		flags:    nameFlags,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			if rg == "" {
 				v, err := a.findResource(c, vaultProvider, name, apiKeyVault, "Vault")
 				if err != nil {
@@ -104,9 +96,9 @@ func addKeyVault(a *app, root *cobra.Command) {
 				}
 			}
 			a.warn("If you have soft-delete protection enabled on this key vault, you will not be able to reuse this key vault name until the key vault has been purged from the soft deleted state. Please see the following documentation for additional guidance.\nhttps://docs.microsoft.com/azure/key-vault/general/soft-delete-overview")
-			_, err = c.arm(a.ctx, http.MethodDelete, c.resourcePath(rg, vaultProvider, name), apiKeyVault, nil)
+			_, err := c.arm(a.ctx, http.MethodDelete, c.resourcePath(rg, vaultProvider, name), apiKeyVault, nil)
 			return nil, err
-		},
+		}),
 	})
 	a.add(kv, command{
 		use: "list", short: "List Vaults within a subscription or resource group.",
@@ -114,13 +106,9 @@ func addKeyVault(a *app, root *cobra.Command) {
 			fs.StringVarP(&rg, "resource-group", "g", "", "Name of resource group.")
 			fs.String("resource-type", "vault", "When --resource-type is not present the command will list all Vaults (the local cloud has no HSMs).")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			return a.listResources(c, rg, vaultProvider, apiKeyVault)
-		},
+		}),
 	})
 	var purgeLocation string
 	a.add(kv, command{
@@ -131,14 +119,10 @@ func addKeyVault(a *app, root *cobra.Command) {
 			fs.StringVarP(&purgeLocation, "location", "l", "", "Location of the deleted Vault.")
 			fs.Bool("no-wait", false, "Do not wait for the long-running operation to finish.")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			// The local cloud deletes a vault at once, with no soft-deleted state to purge: a
 			// vault that no longer exists is as purged as it gets.
-			_, err = a.findResource(c, vaultProvider, name, apiKeyVault, "Vault")
+			_, err := a.findResource(c, vaultProvider, name, apiKeyVault, "Vault")
 			switch {
 			case err == nil:
 				return nil, notFound("(ResourceNotFound) The vault '%s' is not in a deleted state: delete it first with 'az keyvault delete'.", name)
@@ -147,7 +131,7 @@ func addKeyVault(a *app, root *cobra.Command) {
 			}
 			a.info("the local cloud keeps no soft-deleted vaults: '%s' is already gone", name)
 			return nil, nil
-		},
+		}),
 	})
 	addSecret(a, kv)
 }
@@ -247,11 +231,7 @@ func addSecret(a *app, kv *cobra.Command) {
 			fs.IntVar(&maxResults, "maxresults", 0, "Maximum number of results to return in a page.")
 			fs.Bool("include-managed", false, "Include managed secrets (there are none here).")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			q := url.Values{}
 			if maxResults > 0 {
 				q.Set("maxresults", strconv.Itoa(maxResults))
@@ -269,7 +249,7 @@ func addSecret(a *app, kv *cobra.Command) {
 				v, err = c.call(a.ctx, request{method: http.MethodGet, url: next, scope: vaultScope})
 			}
 			return out, err
-		},
+		}),
 	})
 }
 

@@ -276,12 +276,9 @@ func addRole(a *app, root *cobra.Command) {
 			fs.BoolVar(&includeInherited, "include-inherited", false, "Include assignments applied on parent scopes.")
 			fs.BoolVar(&includeGroups, "include-groups", false, "Include extra assignments to the groups of which the user is a member (there are none here).")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			s := ""
+			var err error
 			if all {
 				if rg != "" || scope != "" {
 					return nil, failure("group or scope are not required when --all is used")
@@ -295,7 +292,7 @@ func addRole(a *app, root *cobra.Command) {
 			}
 			a.fillNames(c, found)
 			return orEmpty(found), nil
-		},
+		}),
 		table: func(v any) (any, []string) {
 			rows := []any{}
 			for _, r := range v.([]any) {
@@ -316,11 +313,7 @@ func addRole(a *app, root *cobra.Command) {
 			fs.BoolVar(&includeInherited, "include-inherited", false, "Include assignments applied on parent scopes.")
 			fs.BoolVarP(&yes, "yes", "y", false, "Currently no-op.")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			if len(ids) > 0 {
 				for _, id := range ids {
 					if _, err := c.arm(a.ctx, http.MethodDelete, id, apiAuthorization, nil); err != nil {
@@ -352,6 +345,6 @@ func addRole(a *app, root *cobra.Command) {
 				}
 			}
 			return nil, nil
-		},
+		}),
 	})
 }

@@ -98,14 +98,10 @@ func addAppService(a *app, root *cobra.Command) {
 			fs.StringVarP(&name, "name", "n", "", "The name of the app service plan.")
 			fs.StringVarP(&rg, "resource-group", "g", "", "Name of resource group.")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			v, err := c.arm(a.ctx, http.MethodGet, c.resourcePath(rg, planProvider, name), apiWeb, nil)
 			return flatten(v), err
-		},
+		}),
 	})
 }
 
@@ -251,11 +247,7 @@ func addWebApp(a *app, root *cobra.Command) {
 		use: "show", short: "Get the details of a web app.",
 		required: []string{"name", "resource-group"},
 		flags:    nameFlags,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			v, err := c.arm(a.ctx, http.MethodGet, c.site(rg, name), apiWeb, nil)
 			if err != nil {
 				return nil, err
@@ -267,7 +259,7 @@ func addWebApp(a *app, root *cobra.Command) {
 				delete(m, "serverFarmId")
 			}
 			return m, nil
-		},
+		}),
 	})
 	a.add(webapp, command{
 		use: "delete", short: "Delete a web app.",
@@ -277,27 +269,19 @@ func addWebApp(a *app, root *cobra.Command) {
 			fs.Bool("keep-empty-plan", false, "Keep empty app service plan (the local cloud always keeps it).")
 			fs.Bool("keep-metrics", false, "Keep app metrics.")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
-			_, err = c.arm(a.ctx, http.MethodDelete, c.site(rg, name), apiWeb, nil)
+		run: connected(func(a *app, c *cloud) (any, error) {
+			_, err := c.arm(a.ctx, http.MethodDelete, c.site(rg, name), apiWeb, nil)
 			return nil, err
-		},
+		}),
 	})
 	a.add(webapp, command{
 		use: "restart", short: "Restart a web app.",
 		required: []string{"name", "resource-group"},
 		flags:    nameFlags,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
-			_, err = c.arm(a.ctx, http.MethodPost, c.site(rg, name)+"/restart", apiWeb, nil)
+		run: connected(func(a *app, c *cloud) (any, error) {
+			_, err := c.arm(a.ctx, http.MethodPost, c.site(rg, name)+"/restart", apiWeb, nil)
 			return nil, err
-		},
+		}),
 	})
 	a.add(webapp, command{
 		use: "deploy", short: "Not emulated: deploy a container image instead.",
@@ -372,33 +356,25 @@ func addIdentity(a *app, webapp *cobra.Command, nameFlags func(*pflag.FlagSet), 
 			nameFlags(fs)
 			fs.StringArrayVar(&identities, "identities", nil, "Space-separated identities to remove. Use '[system]' to refer to the system assigned identity.")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			v, err := c.arm(a.ctx, http.MethodPatch, c.site(*rg, *name), apiWeb, map[string]any{"identity": map[string]any{"type": "None"}})
 			if err != nil {
 				return nil, err
 			}
 			return identityView(v), nil
-		},
+		}),
 	})
 	a.add(identity, command{
 		use: "show", short: "Display web app's managed identity.",
 		required: []string{"name", "resource-group"},
 		flags:    nameFlags,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			v, err := c.arm(a.ctx, http.MethodGet, c.site(*rg, *name), apiWeb, nil)
 			if err != nil || obj(v, "identity") == nil {
 				return nil, err
 			}
 			return identityView(v), nil
-		},
+		}),
 	})
 }
 
@@ -483,17 +459,13 @@ func addWebAppConfig(a *app, webapp *cobra.Command, nameFlags func(*pflag.FlagSe
 		use: "list", short: "Get the details of a web app's settings.",
 		required: []string{"name", "resource-group"},
 		flags:    nameFlags,
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			current, err := a.appSettings(c, *rg, *name)
 			if err != nil {
 				return nil, err
 			}
 			return settingsView(current, false), nil
-		},
+		}),
 	})
 	a.add(appsettings, command{
 		use: "delete", short: "Delete web app settings.",
@@ -502,11 +474,7 @@ func addWebAppConfig(a *app, webapp *cobra.Command, nameFlags func(*pflag.FlagSe
 			nameFlags(fs)
 			fs.StringArrayVar(&settingNames, "setting-names", nil, "Space-separated app setting names.")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			current, err := a.appSettings(c, *rg, *name)
 			if err != nil {
 				return nil, err
@@ -523,7 +491,7 @@ func addWebAppConfig(a *app, webapp *cobra.Command, nameFlags func(*pflag.FlagSe
 				result = current
 			}
 			return settingsView(result, false), nil
-		},
+		}),
 	})
 	var linuxFx, startupFile string
 	a.add(config, command{
@@ -572,11 +540,7 @@ func addWebAppConfig(a *app, webapp *cobra.Command, nameFlags func(*pflag.FlagSe
 			fs.StringVarP(&registryPassword, "container-registry-password", "p", "", "The container registry server password.")
 			fs.StringVar(&registryPassword, "docker-registry-server-password", "", "Deprecated: use --container-registry-password.")
 		},
-		run: func(a *app, _ *cobra.Command, _ []string) (any, error) {
-			c, err := a.connect()
-			if err != nil {
-				return nil, err
-			}
+		run: connected(func(a *app, c *cloud) (any, error) {
 			settings, err := a.appSettings(c, *rg, *name)
 			if err != nil {
 				return nil, err
@@ -616,7 +580,7 @@ func addWebAppConfig(a *app, webapp *cobra.Command, nameFlags func(*pflag.FlagSe
 				out = append(out, map[string]any{"name": "DOCKER_CUSTOM_IMAGE_NAME", "value": fx})
 			}
 			return out, nil
-		},
+		}),
 	})
 }
 

@@ -16,12 +16,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/identity"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/testsync"
 )
 
 const (
@@ -213,29 +213,11 @@ func copyFile(from, to string) error {
 	return os.WriteFile(to, b, 0o755)
 }
 
-// syncBuffer collects the platform's log lines from concurrent goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fixture is a service with a registry holding the test image and a plan.
 type fixture struct {
 	svc  *Service
 	dir  *directory.Directory
-	logs *syncBuffer
+	logs *testsync.Buffer
 }
 
 func newFixture(t *testing.T, edit ...func(*Options)) *fixture {
@@ -247,7 +229,7 @@ func newFixture(t *testing.T, edit ...func(*Options)) *fixture {
 	if _, err := dir.AddTenant(testTenant, "test"); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{dir: dir, logs: &syncBuffer{}}
+	f := &fixture{dir: dir, logs: &testsync.Buffer{}}
 	opts := Options{
 		Directory: dir,
 		Identity:  identity.New(identity.Options{Directory: dir}),

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 // authorization serves {scope}/providers/Microsoft.Authorization/{roleDefinitions|roleAssignments}[/{name}].
@@ -41,7 +42,7 @@ func (s *Service) canonicalScope(scope string) (string, *apiError) {
 		return out, nil
 	}
 	if len(seg) < 4 || !is(seg[2], "resourceGroups") {
-		return "", badRequest("InvalidScope", "The scope '%s' is not valid: use the subscription, a resource group or a resource.", limit(scope))
+		return "", badRequest("InvalidScope", "The scope '%s' is not valid: use the subscription, a resource group or a resource.", reqlog.Limit(scope))
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -53,7 +54,7 @@ func (s *Service) canonicalScope(scope string) (string, *apiError) {
 		return s.groupID(g), nil
 	}
 	if len(seg) < 8 || !is(seg[4], "providers") {
-		return "", badRequest("InvalidScope", "The scope '%s' is not valid: use the subscription, a resource group or a resource.", limit(scope))
+		return "", badRequest("InvalidScope", "The scope '%s' is not valid: use the subscription, a resource group or a resource.", reqlog.Limit(scope))
 	}
 	typ, ok := canonicalType(seg[5] + "/" + seg[6])
 	if !ok {
@@ -135,7 +136,7 @@ func (s *Service) listRoleDefinitions(c *call, scope string) *apiError {
 	if f := c.query.Get("$filter"); f != "" {
 		m := roleNameFilter.FindStringSubmatch(f)
 		if m == nil {
-			return badRequest("BadRequest", "The $filter '%s' is not supported: the local cloud filters role definitions by roleName eq '{name}' only.", limit(f))
+			return badRequest("BadRequest", "The $filter '%s' is not supported: the local cloud filters role definitions by roleName eq '{name}' only.", reqlog.Limit(f))
 		}
 		name, filtered = m[1], true
 	}
@@ -155,7 +156,7 @@ func (s *Service) getRoleDefinition(c *call, scope, guid string) *apiError {
 	}
 	r, ok := directory.LookupRole(guid)
 	if !ok || !strings.EqualFold(r.ID, guid) {
-		return notFound("RoleDefinitionDoesNotExist", "The specified role definition with ID '%s' does not exist.", limit(guid))
+		return notFound("RoleDefinitionDoesNotExist", "The specified role definition with ID '%s' does not exist.", reqlog.Limit(guid))
 	}
 	writeJSON(c.w, http.StatusOK, s.roleDefinitionJSON(scope, r))
 	return nil
@@ -269,7 +270,7 @@ func (s *Service) listRoleAssignments(c *call, scope string) *apiError {
 			} else if m := assignedToFilter.FindStringSubmatch(term); m != nil {
 				principal = m[1]
 			} else {
-				return badRequest("UnsupportedQuery", "The $filter term '%s' is not supported: use atScope(), principalId eq '{id}' or assignedTo('{id}').", limit(term))
+				return badRequest("UnsupportedQuery", "The $filter term '%s' is not supported: use atScope(), principalId eq '{id}' or assignedTo('{id}').", reqlog.Limit(term))
 			}
 		}
 	}
@@ -299,7 +300,7 @@ func (s *Service) roleAssignment(c *call, scope, name string) *apiError {
 		defer s.mu.RUnlock()
 		ra, ok := s.findAssignment(name)
 		if !ok || !sameScope(ra.Scope, orRoot(scope)) {
-			return notFound("RoleAssignmentNotFound", "The role assignment '%s' is not found.", limit(name))
+			return notFound("RoleAssignmentNotFound", "The role assignment '%s' is not found.", reqlog.Limit(name))
 		}
 		writeJSON(c.w, http.StatusOK, s.roleAssignmentJSON(ra))
 		return nil
@@ -350,7 +351,7 @@ type roleAssignmentBody struct {
 // another name is 409 RoleAssignmentExists, as on Azure.
 func (s *Service) putRoleAssignment(c *call, scope, name string) *apiError {
 	if _, err := uuid.Parse(name); err != nil {
-		return badRequest("InvalidRoleAssignmentId", "The role assignment ID '%s' is not valid. The role assignment ID must be a GUID.", limit(name))
+		return badRequest("InvalidRoleAssignmentId", "The role assignment ID '%s' is not valid. The role assignment ID must be a GUID.", reqlog.Limit(name))
 	}
 	if scope == "" {
 		return badRequest("InvalidScope", "The local cloud assigns roles at %s or below it, not at the root scope.", s.subscriptionID())
@@ -365,18 +366,18 @@ func (s *Service) putRoleAssignment(c *call, scope, name string) *apiError {
 	p := b.Properties
 	def, ok := directory.LookupRole(p.RoleDefinitionID)
 	if !ok || !strings.Contains(p.RoleDefinitionID, "/") {
-		return badRequest("RoleDefinitionDoesNotExist", "The specified role definition with ID '%s' does not exist.", limit(lastSegment(p.RoleDefinitionID)))
+		return badRequest("RoleDefinitionDoesNotExist", "The specified role definition with ID '%s' does not exist.", reqlog.Limit(lastSegment(p.RoleDefinitionID)))
 	}
 	sp, ok := s.dir.ServicePrincipal(p.PrincipalID)
 	if !ok || !strings.EqualFold(sp.TenantID, s.tenant) {
 		return badRequest("PrincipalNotFound", "Principal %s does not exist in the directory %s. Check that you have the correct principal ID. "+
 			"If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay. "+
 			"In this case, set the role assignment principalType property to a value, such as ServicePrincipal, User, or Group. See https://aka.ms/docs-principaltype",
-			strings.ReplaceAll(limit(p.PrincipalID), "-", ""), s.tenant)
+			strings.ReplaceAll(reqlog.Limit(p.PrincipalID), "-", ""), s.tenant)
 	}
 	if p.PrincipalType != "" && !strings.EqualFold(p.PrincipalType, "ServicePrincipal") {
 		return badRequest("UnmatchedPrincipalType", "The PrincipalId '%s' has type 'ServicePrincipal', which is different from specified PrincipalType '%s'.",
-			strings.ReplaceAll(sp.ObjectID, "-", ""), limit(p.PrincipalType))
+			strings.ReplaceAll(sp.ObjectID, "-", ""), reqlog.Limit(p.PrincipalType))
 	}
 	canonical, aerr := s.canonicalScope(scope)
 	if aerr != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/appservice"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 // BlobHost is the storage account az acr build uploads its source to and reads its log from:
@@ -59,7 +60,7 @@ func (s *Service) checkSAS(q url.Values, path, permission string) *blobError {
 	}
 	se, err := time.Parse(time.RFC3339, expiry)
 	if err != nil || !s.now().Before(se) {
-		refused.message = "Signed expiry time [" + limit(expiry) + "] must be after the current time."
+		refused.message = "Signed expiry time [" + reqlog.Limit(expiry) + "] must be after the current time."
 		return refused
 	}
 	return nil
@@ -83,7 +84,7 @@ func (s *Service) BlobHandler() http.Handler { return http.HandlerFunc(s.serveBl
 
 func (s *Service) serveBlob(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	rec := reqlog.NewStatusRecorder(w)
 	reqID := uuid.NewString()
 	rec.Header().Set("x-ms-request-id", reqID)
 	rec.Header().Set("x-ms-version", blobVersion)
@@ -104,7 +105,7 @@ func (s *Service) serveBlob(w http.ResponseWriter, r *http.Request) {
 	}
 	// The query holds the SAS signature: the log gets the path only.
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("service", "blob"), slog.String("method", r.Method),
-		slog.String("path", r.URL.Path), slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
+		slog.String("path", r.URL.Path), slog.Int("status", rec.Status), slog.Duration("duration", time.Since(start)))
 }
 
 func (s *Service) blob(w http.ResponseWriter, r *http.Request) *blobError {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 // apiError is a refusal in ARM's terms: the status and the {"error":{"code","message"}} body.
@@ -44,7 +46,7 @@ func resourceNotFound(typ, name, group string) *apiError {
 
 func methodNotAllowed(method string, allowed ...string) *apiError {
 	return newError(http.StatusMethodNotAllowed, "MethodNotAllowed",
-		"The requested resource does not support http method '%s'. It supports %s.", limit(method), strings.Join(allowed, ", "))
+		"The requested resource does not support http method '%s'. It supports %s.", reqlog.Limit(method), strings.Join(allowed, ", "))
 }
 
 func internal(err error) *apiError {
@@ -121,13 +123,4 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *ap
 		return badRequest("InvalidRequestContent", "The request content was invalid and could not be deserialized: it is not valid JSON.")
 	}
 	return nil
-}
-
-// limit shortens client-supplied text quoted in a message or a log line.
-func limit(s string) string {
-	const n = 200
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }

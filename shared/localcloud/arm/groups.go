@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 // ---- subscriptions
@@ -136,7 +138,7 @@ func (s *Service) putGroup(c *call, name string) *apiError {
 			return badRequest("LocationRequired", "The location property is required for this definition.")
 		case exists && b.Location != nil && normalizeLocation(*b.Location) != g.Location:
 			return conflict("InvalidResourceGroupLocation", "Invalid resource group location '%s'. The Resource group already exists in location '%s'.",
-				limit(*b.Location), g.Location)
+				reqlog.Limit(*b.Location), g.Location)
 		case !exists:
 			g = &group{Name: name, Location: normalizeLocation(*b.Location), CreatedAt: s.now().UTC(), Resources: map[string]*resource{}}
 			s.st.Groups[strings.ToLower(name)] = g

@@ -12,20 +12,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/entra"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 // Handler serves management.azure.com.
 func (s *Service) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.ResponseWriter.WriteHeader(code)
-}
 
 // call is one authenticated request.
 type call struct {
@@ -38,7 +29,7 @@ type call struct {
 
 func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now() // wall time: this measures the request
-	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	rec := reqlog.NewStatusRecorder(w)
 	id := uuid.NewString()
 	rec.Header().Set("x-ms-request-id", id)
 	rec.Header().Set("x-ms-correlation-request-id", id)
@@ -72,7 +63,7 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	attrs := []slog.Attr{
 		slog.String("service", "arm"), slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Int("status", rec.status), slog.String("appid", appID), slog.Duration("duration", time.Since(start)),
+		slog.Int("status", rec.Status), slog.String("appid", appID), slog.Duration("duration", time.Since(start)),
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.code))
@@ -128,7 +119,7 @@ func splitPath(escaped string) ([]string, *apiError) {
 	for i, p := range segs {
 		u, err := url.PathUnescape(p)
 		if err != nil || u == "" {
-			return nil, badRequest("InvalidRequestUri", "The request URI '%s' is not valid.", limit(escaped))
+			return nil, badRequest("InvalidRequestUri", "The request URI '%s' is not valid.", reqlog.Limit(escaped))
 		}
 		segs[i] = u
 	}
@@ -144,7 +135,7 @@ func (s *Service) route(c *call) *apiError {
 		if len(seg) >= 2 && is(seg[0], "providers") && is(seg[1], "Microsoft.Authorization") {
 			return s.authorization(c, "", seg[2:])
 		}
-		return notFound("InvalidRequestUri", "The local Resource Manager serves /subscriptions/%s and below; there is nothing at %s.", s.sub, limit(c.r.URL.Path))
+		return notFound("InvalidRequestUri", "The local Resource Manager serves /subscriptions/%s and below; there is nothing at %s.", s.sub, reqlog.Limit(c.r.URL.Path))
 	}
 	if len(seg) == 1 {
 		return s.listSubscriptions(c)
@@ -162,7 +153,7 @@ func (s *Service) route(c *call) *apiError {
 	case len(seg) == 2:
 		return s.getSubscription(c)
 	case !is(seg[2], "resourceGroups"):
-		return notFound("InvalidRequestUri", "The local Resource Manager emulates resource groups and the resources in them; there is nothing at %s.", limit(c.r.URL.Path))
+		return notFound("InvalidRequestUri", "The local Resource Manager emulates resource groups and the resources in them; there is nothing at %s.", reqlog.Limit(c.r.URL.Path))
 	case len(seg) == 3:
 		return s.listGroups(c)
 	case len(seg) == 4:
@@ -172,12 +163,12 @@ func (s *Service) route(c *call) *apiError {
 	case len(seg) >= 8 && is(seg[4], "providers"):
 		return s.resourceRequest(c, seg[3], seg[5]+"/"+seg[6], seg[7], seg[8:])
 	}
-	return notFound("InvalidRequestUri", "There is no operation at %s.", limit(c.r.URL.Path))
+	return notFound("InvalidRequestUri", "There is no operation at %s.", reqlog.Limit(c.r.URL.Path))
 }
 
 func (s *Service) checkSubscription(id string) *apiError {
 	if _, err := uuid.Parse(id); err != nil {
-		return badRequest("InvalidSubscriptionId", "The provided subscription identifier '%s' is malformed or invalid.", limit(id))
+		return badRequest("InvalidSubscriptionId", "The provided subscription identifier '%s' is malformed or invalid.", reqlog.Limit(id))
 	}
 	if !strings.EqualFold(id, s.sub) {
 		return notFound("SubscriptionNotFound", "The subscription '%s' could not be found. The local cloud has one subscription, %s.", strings.ToLower(id), s.sub)

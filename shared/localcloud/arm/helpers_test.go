@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/appservice"
@@ -16,6 +15,8 @@ import (
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/entra"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/identity"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/store"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/testsync"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/testtoken"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/keyvault"
 )
 
@@ -29,33 +30,6 @@ const (
 	vaultAudience = "https://vault.azure.net"
 )
 
-// RSA keys take tens of milliseconds to make: the tests share one signer.
-var sharedSigner = sync.OnceValue(func() *entra.Signer {
-	s, err := entra.NewSigner()
-	if err != nil {
-		panic(err)
-	}
-	return s
-})
-
-// syncBuffer collects log output from concurrent requests.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a directory, an Entra ID that signs real tokens, a key vault service and the ARM
 // service under test, with a developer principal whose ARM token the requests carry.
 type env struct {
@@ -67,7 +41,7 @@ type env struct {
 	arm   *Service
 	dev   directory.ServicePrincipal
 	token string
-	log   *syncBuffer
+	log   *testsync.Buffer
 }
 
 func newEnv(t testing.TB) *env {
@@ -76,7 +50,7 @@ func newEnv(t testing.TB) *env {
 
 func newEnvWith(t testing.TB, dirStore, kvStore, armStore, appStore *store.File, workDir string) *env {
 	t.Helper()
-	e := &env{t: t, log: &syncBuffer{}}
+	e := &env{t: t, log: &testsync.Buffer{}}
 	logger := slog.New(slog.NewTextHandler(e.log, nil))
 	var err error
 	if e.dir, err = directory.New(directory.Options{Store: dirStore}); err != nil {
@@ -87,7 +61,7 @@ func newEnvWith(t testing.TB, dirStore, kvStore, armStore, appStore *store.File,
 			t.Fatal(err)
 		}
 	}
-	e.entra = entra.New(entra.Options{Directory: e.dir, Signer: sharedSigner()})
+	e.entra = entra.New(entra.Options{Directory: e.dir, Signer: testtoken.Signer()})
 	if e.kv, err = keyvault.New(keyvault.Options{Directory: e.dir, Tokens: e.entra, Store: kvStore, Logger: logger}); err != nil {
 		t.Fatal(err)
 	}
@@ -118,24 +92,12 @@ func (e *env) principal(tenant, name string) directory.ServicePrincipal {
 			return sp
 		}
 	}
-	app, err := e.dir.CreateApplication(tenant, name, "")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	sp, err := e.dir.CreateServicePrincipal(tenant, app.AppID)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return sp
+	return testtoken.Principal(e.t, e.dir, tenant, name)
 }
 
 func (e *env) tokenFor(sp directory.ServicePrincipal, audience string) string {
 	e.t.Helper()
-	tok, err := e.entra.IssueAccessToken(sp, audience, entra.ACRSecret)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return tok.Token
+	return testtoken.Token(e.t, e.entra, sp, audience)
 }
 
 type response struct {

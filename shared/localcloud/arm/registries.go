@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/appservice"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 type registryBody struct {
@@ -60,26 +61,13 @@ func (s *Service) registryJSON(g *group, r *resource, reg appservice.Registry) r
 func (s *Service) registryRequest(c *call, groupName string, t target) *apiError {
 	switch {
 	case len(t.rest) == 0:
-		if err := only(c, http.MethodGet, http.MethodPut, http.MethodDelete); err != nil {
-			return err
-		}
-		switch c.r.Method {
-		case http.MethodPut:
-			return s.putRegistry(c, groupName, t)
-		case http.MethodDelete:
-			return s.deleteAppServiceResourceRequest(c, groupName, t)
-		}
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		if err := s.requireResource(groupName, &t); err != nil {
-			return err
-		}
-		reg, ok := s.apps.Registry(t.r.Name)
-		if !ok {
-			return resourceNotFound(t.typ, t.name, t.g.Name)
-		}
-		writeJSON(c.w, http.StatusOK, s.registryJSON(t.g, t.r, reg))
-		return nil
+		return s.resourceCRUD(c, groupName, t, s.putRegistry, func(t target) (any, *apiError) {
+			reg, ok := s.apps.Registry(t.r.Name)
+			if !ok {
+				return nil, resourceNotFound(t.typ, t.name, t.g.Name)
+			}
+			return s.registryJSON(t.g, t.r, reg), nil
+		})
 	case len(t.rest) == 1 && is(t.rest[0], "listBuildSourceUploadUrl"):
 		return s.listBuildSourceUploadURL(c, groupName, t)
 	case len(t.rest) == 1 && is(t.rest[0], "scheduleRun"):
@@ -107,7 +95,7 @@ func validRegistryName(name string) bool {
 
 func (s *Service) putRegistry(c *call, groupName string, t target) *apiError {
 	if !validRegistryName(t.name) {
-		return badRequest("InvalidResourceName", "Resource name '%s' is invalid: a registry name must be 5-50 letters and digits.", limit(t.name))
+		return badRequest("InvalidResourceName", "Resource name '%s' is invalid: a registry name must be 5-50 letters and digits.", reqlog.Limit(t.name))
 	}
 	var b registryBody
 	if err := decodeBody(c.w, c.r, &b, false); err != nil {
@@ -128,7 +116,7 @@ func (s *Service) putRegistry(c *call, groupName string, t target) *apiError {
 		}
 	}
 	if tier == "" {
-		return badRequest("BadRequest", "The sku name '%s' is not valid: use Basic, Standard or Premium.", limit(b.SKU.Name))
+		return badRequest("BadRequest", "The sku name '%s' is not valid: use Basic, Standard or Premium.", reqlog.Limit(b.SKU.Name))
 	}
 	status := http.StatusOK
 	var out registryJSON
@@ -211,7 +199,7 @@ func (s *Service) scheduleRun(c *call, groupName string, t target) *apiError {
 	}
 	switch {
 	case b.Type != "DockerBuildRequest":
-		return badRequest("BadRequest", "The run request type '%s' is not emulated: the local registry runs DockerBuildRequest (az acr build) only.", limit(b.Type))
+		return badRequest("BadRequest", "The run request type '%s' is not emulated: the local registry runs DockerBuildRequest (az acr build) only.", reqlog.Limit(b.Type))
 	case b.IsPushEnabled != nil && !*b.IsPushEnabled:
 		return badRequest("BadRequest", "The local registry builds only to push: isPushEnabled must be true.")
 	case len(b.ImageNames) == 0:
@@ -219,7 +207,7 @@ func (s *Service) scheduleRun(c *call, groupName string, t target) *apiError {
 	case b.DockerFilePath == "":
 		return badRequest("BadRequest", "dockerFilePath is required.")
 	case b.Platform != nil && (!strings.EqualFold(b.Platform.OS, "linux") || (b.Platform.Architecture != "" && !strings.EqualFold(b.Platform.Architecture, "amd64"))):
-		return badRequest("BadRequest", "The platform %s/%s is not emulated: the local registry builds linux/amd64.", limit(b.Platform.OS), limit(b.Platform.Architecture))
+		return badRequest("BadRequest", "The platform %s/%s is not emulated: the local registry builds linux/amd64.", reqlog.Limit(b.Platform.OS), reqlog.Limit(b.Platform.Architecture))
 	}
 	rel := b.SourceLocation
 	if u, err := url.Parse(rel); err == nil && strings.EqualFold(u.Host, BlobHost) {
@@ -228,7 +216,7 @@ func (s *Service) scheduleRun(c *call, groupName string, t target) *apiError {
 	src, err := s.apps.OpenSource(rel)
 	if err != nil {
 		if errors.Is(err, appservice.ErrNotFound) || errors.Is(err, appservice.ErrInvalidArgument) {
-			return badRequest("BadRequest", "The source location '%s' has no uploaded build context: upload it to the URL listBuildSourceUploadUrl gives first.", limit(b.SourceLocation))
+			return badRequest("BadRequest", "The source location '%s' has no uploaded build context: upload it to the URL listBuildSourceUploadUrl gives first.", reqlog.Limit(b.SourceLocation))
 		}
 		return internal(err)
 	}
@@ -286,16 +274,25 @@ func (s *Service) runJSON(t target, run appservice.Run) runJSON {
 	}
 }
 
+// registryRun finds a build run of the registry an operation names.
+func (s *Service) registryRun(groupName string, t *target, runID string) (appservice.Run, *apiError) {
+	if err := s.existingRegistry(groupName, t); err != nil {
+		return appservice.Run{}, err
+	}
+	run, ok := s.apps.Run(t.r.Name, runID)
+	if !ok {
+		return appservice.Run{}, notFound("ResourceNotFound", "The run '%s' of registry '%s' was not found.", reqlog.Limit(runID), t.r.Name)
+	}
+	return run, nil
+}
+
 func (s *Service) getRun(c *call, groupName string, t target, runID string) *apiError {
 	if err := only(c, http.MethodGet); err != nil {
 		return err
 	}
-	if err := s.existingRegistry(groupName, &t); err != nil {
+	run, err := s.registryRun(groupName, &t, runID)
+	if err != nil {
 		return err
-	}
-	run, ok := s.apps.Run(t.r.Name, runID)
-	if !ok {
-		return notFound("ResourceNotFound", "The run '%s' of registry '%s' was not found.", limit(runID), t.r.Name)
 	}
 	writeJSON(c.w, http.StatusOK, s.runJSON(t, run))
 	return nil
@@ -306,12 +303,9 @@ func (s *Service) listLogSASURL(c *call, groupName string, t target, runID strin
 	if err := only(c, http.MethodPost); err != nil {
 		return err
 	}
-	if err := s.existingRegistry(groupName, &t); err != nil {
+	run, err := s.registryRun(groupName, &t, runID)
+	if err != nil {
 		return err
-	}
-	run, ok := s.apps.Run(t.r.Name, runID)
-	if !ok {
-		return notFound("ResourceNotFound", "The run '%s' of registry '%s' was not found.", limit(runID), t.r.Name)
 	}
 	writeJSON(c.w, http.StatusOK, map[string]string{"logLink": s.blobURL(logBlobPath(t.r.Name, run.RunID), "r")})
 	return nil

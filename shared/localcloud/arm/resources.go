@@ -3,6 +3,8 @@ package arm
 import (
 	"net/http"
 	"strings"
+
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 // The resource types emulated, as ARM spells them.
@@ -51,7 +53,7 @@ func (s *Service) resourceRequest(c *call, groupName, typ, name string, rest []s
 	canonical, ok := canonicalType(typ)
 	if !ok {
 		return badRequest("InvalidResourceType", "The resource type '%s' is not emulated by the local cloud, which serves %s.",
-			limit(typ), strings.Join(resourceTypes, ", "))
+			reqlog.Limit(typ), strings.Join(resourceTypes, ", "))
 	}
 	t := target{typ: canonical, name: name, rest: rest}
 	switch canonical {
@@ -84,6 +86,57 @@ func (s *Service) requireResource(groupName string, t *target) *apiError {
 	return nil
 }
 
+// resourceCRUD answers GET, PUT and DELETE on a resource itself: PUT goes to put, DELETE to
+// deleteResourceRequest, and GET, under the read lock, to show once the resource is found.
+func (s *Service) resourceCRUD(c *call, groupName string, t target, put func(*call, string, target) *apiError,
+	show func(target) (any, *apiError)) *apiError {
+	if err := only(c, http.MethodGet, http.MethodPut, http.MethodDelete); err != nil {
+		return err
+	}
+	switch c.r.Method {
+	case http.MethodPut:
+		return put(c, groupName, t)
+	case http.MethodDelete:
+		return s.deleteResourceRequest(c, groupName, t)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.requireResource(groupName, &t); err != nil {
+		return err
+	}
+	out, err := show(t)
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, out)
+	return nil
+}
+
+// deleteResourceRequest answers DELETE on a vault, registry, plan or site: the resource goes in
+// its service and from its group, with the role assignments on it or under it.
+func (s *Service) deleteResourceRequest(c *call, groupName string, t target) *apiError {
+	existed := false
+	err := s.mutate(func() error {
+		if err := s.lookup(groupName, &t); err != nil {
+			return err
+		}
+		if t.r == nil {
+			return nil
+		}
+		existed = true
+		if err := s.deleteResourceLocked(t.g, t.r); err != nil {
+			return err
+		}
+		s.pruneAssignmentsLocked()
+		return nil
+	})
+	if err != nil {
+		return asAPIError(err)
+	}
+	deleted(c, existed)
+	return nil
+}
+
 // deleted answers a DELETE: 200 when something was deleted, 204 when there was nothing to
 // delete, as ARM does.
 func deleted(c *call, existed bool) {
@@ -96,5 +149,5 @@ func deleted(c *call, existed bool) {
 
 func noSuchOperation(c *call, t target) *apiError {
 	return notFound("InvalidRequestUri", "There is no operation '%s' on %s; the local cloud does not emulate it.",
-		limit(strings.Join(t.rest, "/")), t.typ)
+		reqlog.Limit(strings.Join(t.rest, "/")), t.typ)
 }

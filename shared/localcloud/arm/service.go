@@ -15,6 +15,7 @@ import (
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/appservice"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/entra"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/store"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/keyvault"
 )
@@ -253,7 +254,7 @@ func normalizeLocation(l string) string { return strings.ToLower(strings.Replace
 // ending in '.'.
 func validGroupName(name string) *apiError {
 	if name == "" || len(name) > 90 || strings.HasSuffix(name, ".") {
-		return badRequest("InvalidResourceGroup", "The provided resource group name '%s' is invalid: it must be 1-90 characters and must not end with a period.", limit(name))
+		return badRequest("InvalidResourceGroup", "The provided resource group name '%s' is invalid: it must be 1-90 characters and must not end with a period.", reqlog.Limit(name))
 	}
 	var bad []string
 	for _, c := range name {
@@ -264,7 +265,7 @@ func validGroupName(name string) *apiError {
 	}
 	if len(bad) > 0 {
 		return badRequest("InvalidResourceGroup", "The provided resource group name '%s' has these invalid characters: '%s'. The name can only be a letter, digit, '-', '.', '(', ')' or '_'.",
-			limit(name), strings.Join(bad, ""))
+			reqlog.Limit(name), strings.Join(bad, ""))
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/keyvault"
 )
 
@@ -67,31 +68,18 @@ func (s *Service) vaultRequest(c *call, groupName string, t target) *apiError {
 	if len(t.rest) > 0 {
 		return noSuchOperation(c, t)
 	}
-	if err := only(c, http.MethodGet, http.MethodPut, http.MethodDelete); err != nil {
-		return err
-	}
-	switch c.r.Method {
-	case http.MethodPut:
-		return s.putVault(c, groupName, t)
-	case http.MethodDelete:
-		return s.deleteVault(c, groupName, t)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if err := s.requireResource(groupName, &t); err != nil {
-		return err
-	}
-	v, ok := s.kv.Vault(t.r.Name)
-	if !ok {
-		return resourceNotFound(t.typ, t.name, t.g.Name)
-	}
-	writeJSON(c.w, http.StatusOK, s.vaultJSON(t.g, t.r, v))
-	return nil
+	return s.resourceCRUD(c, groupName, t, s.putVault, func(t target) (any, *apiError) {
+		v, ok := s.kv.Vault(t.r.Name)
+		if !ok {
+			return nil, resourceNotFound(t.typ, t.name, t.g.Name)
+		}
+		return s.vaultJSON(t.g, t.r, v), nil
+	})
 }
 
 func vaultNameNotValid(name string) *apiError {
 	return badRequest("VaultNameNotValid", "The vault name '%s' is invalid. A vault's name must be between 3-24 alphanumeric characters. "+
-		"The name must begin with a letter, end with a letter or digit, and not contain consecutive hyphens.", limit(name))
+		"The name must begin with a letter, end with a letter or digit, and not contain consecutive hyphens.", reqlog.Limit(name))
 }
 
 // putVault creates a vault (201) or updates its tags and SKU (200). Local vaults always use the
@@ -111,9 +99,9 @@ func (s *Service) putVault(c *call, groupName string, t target) *apiError {
 		return badRequest("BadRequest", "The vault's properties must include tenantId and sku ({\"family\":\"A\",\"name\":\"standard\"}).")
 	case !strings.EqualFold(*b.Properties.TenantID, s.tenant):
 		return badRequest("BadRequest", "The tenant '%s' is not the subscription's tenant %s: the local cloud's vaults trust only its own tenant.",
-			limit(*b.Properties.TenantID), s.tenant)
+			reqlog.Limit(*b.Properties.TenantID), s.tenant)
 	case !strings.EqualFold(b.Properties.SKU.Name, "standard") && !strings.EqualFold(b.Properties.SKU.Name, "premium"):
-		return badRequest("BadRequest", "The sku name '%s' is not valid: use standard or premium.", limit(b.Properties.SKU.Name))
+		return badRequest("BadRequest", "The sku name '%s' is not valid: use standard or premium.", reqlog.Limit(b.Properties.SKU.Name))
 	case b.Properties.EnableRbacAuthorization != nil && !*b.Properties.EnableRbacAuthorization:
 		return badRequest("BadRequest", "Local vaults use the Azure RBAC permission model only: set properties.enableRbacAuthorization to true "+
 			"(access policies are not emulated), then grant roles such as Key Vault Secrets User with a role assignment.")
@@ -144,7 +132,7 @@ func (s *Service) putVault(c *call, groupName string, t target) *apiError {
 			t.r = r
 			status = http.StatusCreated
 		} else if normalizeLocation(*b.Location) != t.r.Location {
-			return badRequest("LocationNotAvailableForResourceType", "The vault '%s' is in %s; a vault cannot move to %s.", t.name, t.r.Location, limit(*b.Location))
+			return badRequest("LocationNotAvailableForResourceType", "The vault '%s' is in %s; a vault cannot move to %s.", t.name, t.r.Location, reqlog.Limit(*b.Location))
 		}
 		t.r.SKU = sk
 		if b.Tags != nil {
@@ -164,28 +152,4 @@ func (s *Service) putVault(c *call, groupName string, t target) *apiError {
 func (s *Service) vaultExists(name string) bool {
 	_, ok := s.kv.Vault(name)
 	return ok
-}
-
-// deleteVault deletes the vault, its secrets and the role assignments on it or on its secrets.
-func (s *Service) deleteVault(c *call, groupName string, t target) *apiError {
-	existed := false
-	err := s.mutate(func() error {
-		if err := s.lookup(groupName, &t); err != nil {
-			return err
-		}
-		if t.r == nil {
-			return nil
-		}
-		existed = true
-		if err := s.deleteResourceLocked(t.g, t.r); err != nil {
-			return err
-		}
-		s.pruneAssignmentsLocked()
-		return nil
-	})
-	if err != nil {
-		return asAPIError(err)
-	}
-	deleted(c, existed)
-	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/appservice"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 // appServiceRequest dispatches the resource types the appservice package runs.
@@ -50,30 +51,6 @@ func (s *Service) deleteAppServiceResource(r *resource) error {
 		return nil
 	}
 	return appServiceError(err)
-}
-
-// deleteAppServiceResourceRequest answers DELETE on a registry, plan or site.
-func (s *Service) deleteAppServiceResourceRequest(c *call, groupName string, t target) *apiError {
-	existed := false
-	err := s.mutate(func() error {
-		if err := s.lookup(groupName, &t); err != nil {
-			return err
-		}
-		if t.r == nil {
-			return nil
-		}
-		existed = true
-		if err := s.deleteResourceLocked(t.g, t.r); err != nil {
-			return err
-		}
-		s.pruneAssignmentsLocked()
-		return nil
-	})
-	if err != nil {
-		return asAPIError(err)
-	}
-	deleted(c, existed)
-	return nil
 }
 
 // ---- App Service plans (serverfarms)
@@ -130,22 +107,9 @@ func (s *Service) planRequest(c *call, groupName string, t target) *apiError {
 	if len(t.rest) > 0 {
 		return noSuchOperation(c, t)
 	}
-	if err := only(c, http.MethodGet, http.MethodPut, http.MethodDelete); err != nil {
-		return err
-	}
-	switch c.r.Method {
-	case http.MethodPut:
-		return s.putPlan(c, groupName, t)
-	case http.MethodDelete:
-		return s.deleteAppServiceResourceRequest(c, groupName, t)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if err := s.requireResource(groupName, &t); err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusOK, s.planJSON(t.g, t.r))
-	return nil
+	return s.resourceCRUD(c, groupName, t, s.putPlan, func(t target) (any, *apiError) {
+		return s.planJSON(t.g, t.r), nil
+	})
 }
 
 func (s *Service) putPlan(c *call, groupName string, t target) *apiError {
@@ -164,7 +128,7 @@ func (s *Service) putPlan(c *call, groupName string, t target) *apiError {
 	name := strings.ToUpper(b.SKU.Name)
 	tier, ok := planTiers[name]
 	if !ok {
-		return badRequest("BadRequest", "The sku name '%s' is not a known App Service plan SKU (B1, S1, P1v3, ...).", limit(b.SKU.Name))
+		return badRequest("BadRequest", "The sku name '%s' is not a known App Service plan SKU (B1, S1, P1v3, ...).", reqlog.Limit(b.SKU.Name))
 	}
 	if name[len(name)-2] == 'V' {
 		name = name[:len(name)-2] + "v" + name[len(name)-1:]
@@ -237,7 +201,7 @@ func image(linuxFxVersion string) (string, *apiError) {
 	}
 	kind, img, ok := strings.Cut(linuxFxVersion, "|")
 	if !ok || !strings.EqualFold(kind, "DOCKER") || img == "" {
-		return "", badRequest("BadRequest", "linuxFxVersion '%s' is not emulated: the local App Service runs containers, DOCKER|{registry}.azurecr.io/{repository}:{tag}.", limit(linuxFxVersion))
+		return "", badRequest("BadRequest", "linuxFxVersion '%s' is not emulated: the local App Service runs containers, DOCKER|{registry}.azurecr.io/{repository}:{tag}.", reqlog.Limit(linuxFxVersion))
 	}
 	return img, nil
 }
@@ -257,7 +221,7 @@ func systemAssigned(typ string) (bool, *apiError) {
 	case "none", "":
 		return false, nil
 	}
-	return false, badRequest("BadRequest", "Identity type '%s' is not emulated: use SystemAssigned or None.", limit(typ))
+	return false, badRequest("BadRequest", "Identity type '%s' is not emulated: use SystemAssigned or None.", reqlog.Limit(typ))
 }
 
 type siteJSON struct {
@@ -312,7 +276,7 @@ func (s *Service) siteRequest(c *call, groupName string, t target) *apiError {
 		case http.MethodPut, http.MethodPatch:
 			return s.putSite(c, groupName, t)
 		case http.MethodDelete:
-			return s.deleteAppServiceResourceRequest(c, groupName, t)
+			return s.deleteResourceRequest(c, groupName, t)
 		}
 		return s.readSite(groupName, &t, func(site appservice.Site) { writeJSON(c.w, http.StatusOK, s.siteJSON(t.g, t.r, site)) })
 	case len(rest) == 1 && (is(rest[0], "restart") || is(rest[0], "start") || is(rest[0], "stop")):

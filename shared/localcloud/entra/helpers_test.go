@@ -1,7 +1,6 @@
 package entra
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -24,6 +23,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/testsync"
 )
 
 const (
@@ -32,42 +32,6 @@ const (
 	vaultResource = "https://vault.azure.net"
 	vaultScope    = vaultResource + "/.default"
 )
-
-// clock is the injected time; tests move it instead of sleeping.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// syncBuffer collects log output from concurrent requests.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // RSA keys take tens of milliseconds to make: the tests share a few.
 var (
@@ -120,18 +84,18 @@ func newTestCert(cn string) testCert {
 
 // env is a tenant with one app that has a client secret, a certificate and a service principal.
 type env struct {
-	clock  *clock
+	clock  *testsync.Clock
 	dir    *directory.Directory
 	svc    *Service
 	app    directory.Application
 	sp     directory.ServicePrincipal
 	secret string
-	logs   *syncBuffer
+	logs   *testsync.Buffer
 }
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	c := &clock{t: time.Unix(time.Now().Unix(), 0)}
+	c := testsync.NewClock(time.Unix(time.Now().Unix(), 0))
 	d, err := directory.New(directory.Options{Now: c.Now})
 	if err != nil {
 		tb.Fatal(err)
@@ -154,7 +118,7 @@ func newEnv(tb testing.TB) *env {
 	must(err)
 	sp, err := d.CreateServicePrincipal(testTenantID, app.AppID)
 	must(err)
-	logs := &syncBuffer{}
+	logs := &testsync.Buffer{}
 	svc := New(Options{Directory: d, Signer: sharedSigner(), Now: c.Now, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	return &env{clock: c, dir: d, svc: svc, app: app, sp: sp, secret: secret, logs: logs}
 }

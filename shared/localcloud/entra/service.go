@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 // Options configure a Service.
@@ -68,24 +69,14 @@ type logEntry struct {
 	code  int
 }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.ResponseWriter.WriteHeader(code)
-}
-
 func (s *Service) serve(w http.ResponseWriter, r *http.Request) {
-	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	rec := reqlog.NewStatusRecorder(w)
 	var e logEntry
 	if aerr := s.route(rec, r, &e); aerr != nil {
 		e.code = aerr.code
 		s.writeError(rec, r, aerr)
 	}
-	attrs := []any{"service", "entra", "method", r.Method, "path", r.URL.Path, "status", rec.status}
+	attrs := []any{"service", "entra", "method", r.Method, "path", r.URL.Path, "status", rec.Status}
 	if e.appID != "" {
 		attrs = append(attrs, "appid", e.appID)
 	}

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/testsync"
 )
 
 func TestTransportSpeaksHTTP2(t *testing.T) {
@@ -299,8 +301,8 @@ func TestHandleWhileServing(t *testing.T) {
 }
 
 func TestSNIMismatchRefused(t *testing.T) {
-	var logs logBuffer
-	p := startProxy(t, logs.logger())
+	var logs testsync.Buffer
+	p := startProxy(t, debugLogger(&logs))
 	roots := p.CA().Pool()
 
 	// Control: the matching name completes the handshake on the same kind of tunnel.

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 type applicationJSON struct {
@@ -130,7 +131,7 @@ func (s *Service) applications(c *call, appID string, rest []string) *graphError
 		}
 		return s.removePassword(c, a)
 	}
-	return badRequest("BadRequest", "Resource not found for the segment '%s'.", limit(rest[0]))
+	return badRequest("BadRequest", "Resource not found for the segment '%s'.", reqlog.Limit(rest[0]))
 }
 
 func (s *Service) applicationCollection(c *call) *graphError {
@@ -209,7 +210,7 @@ func (s *Service) patchApplication(c *call, a directory.Application) *graphError
 	}
 	for k := range raw {
 		if k != "keyCredentials" && k != "displayName" {
-			return badRequest("Request_BadRequest", "Updating property '%s' is not emulated by the local Graph, which updates keyCredentials only.", limit(k))
+			return badRequest("Request_BadRequest", "Updating property '%s' is not emulated by the local Graph, which updates keyCredentials only.", reqlog.Limit(k))
 		}
 	}
 	var b applicationBody
@@ -252,10 +253,10 @@ func parseNewCertificates(in []keyCredentialBody, existing []directory.KeyCreden
 			continue
 		}
 		if k.Type != "" && k.Type != "AsymmetricX509Cert" {
-			return nil, badRequest("Request_BadRequest", "keyCredentials[%d].type '%s' is not supported: use AsymmetricX509Cert.", i, limit(k.Type))
+			return nil, badRequest("Request_BadRequest", "keyCredentials[%d].type '%s' is not supported: use AsymmetricX509Cert.", i, reqlog.Limit(k.Type))
 		}
 		if k.Usage != "" && k.Usage != "Verify" {
-			return nil, badRequest("Request_BadRequest", "keyCredentials[%d].usage '%s' is not supported: use Verify.", i, limit(k.Usage))
+			return nil, badRequest("Request_BadRequest", "keyCredentials[%d].usage '%s' is not supported: use Verify.", i, reqlog.Limit(k.Usage))
 		}
 		der, err := certificateDER(k.Key)
 		if err != nil {

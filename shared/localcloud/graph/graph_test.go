@@ -26,20 +26,13 @@ import (
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/entra"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/testtoken"
 )
 
 const (
 	testTenant  = "6f1d3c2a-0b4e-4c1f-9a7d-2e5b8c9d0a11"
 	otherTenant = "0c8e4b7a-5d2f-4e6a-8b1c-3f9a7d6e5c22"
 )
-
-var sharedSigner = sync.OnceValue(func() *entra.Signer {
-	s, err := entra.NewSigner()
-	if err != nil {
-		panic(err)
-	}
-	return s
-})
 
 type env struct {
 	t     testing.TB
@@ -63,7 +56,7 @@ func newEnv(t testing.TB) *env {
 			t.Fatal(err)
 		}
 	}
-	e.entra = entra.New(entra.Options{Directory: e.dir, Signer: sharedSigner()})
+	e.entra = entra.New(entra.Options{Directory: e.dir, Signer: testtoken.Signer()})
 	if e.graph, err = New(Options{Directory: e.dir, Tokens: e.entra, Logger: slog.New(slog.NewTextHandler(lockedWriter{e}, nil))}); err != nil {
 		t.Fatal(err)
 	}
@@ -80,23 +73,12 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 }
 
 func (e *env) principal(tenant, name string) directory.ServicePrincipal {
-	app, err := e.dir.CreateApplication(tenant, name, "")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	sp, err := e.dir.CreateServicePrincipal(tenant, app.AppID)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return sp
+	return testtoken.Principal(e.t, e.dir, tenant, name)
 }
 
 func (e *env) tokenFor(sp directory.ServicePrincipal, audience string) string {
-	tok, err := e.entra.IssueAccessToken(sp, audience, entra.ACRSecret)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return tok.Token
+	e.t.Helper()
+	return testtoken.Token(e.t, e.entra, sp, audience)
 }
 
 type response struct {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/entra"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 // Host is the Graph endpoint the front door routes to Handler.
@@ -63,16 +64,6 @@ func New(opts Options) (*Service, error) {
 // Handler serves graph.microsoft.com.
 func (s *Service) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.ResponseWriter.WriteHeader(code)
-}
-
 // call is one authenticated request.
 type call struct {
 	w      http.ResponseWriter
@@ -84,7 +75,7 @@ type call struct {
 
 func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	rec := reqlog.NewStatusRecorder(w)
 	reqID := uuid.NewString()
 	h := rec.Header()
 	h.Set("request-id", reqID)
@@ -114,7 +105,7 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	attrs := []slog.Attr{
 		slog.String("service", "graph"), slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Int("status", rec.status), slog.String("appid", appID), slog.Duration("duration", time.Since(start)),
+		slog.Int("status", rec.Status), slog.String("appid", appID), slog.Duration("duration", time.Since(start)),
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.code))
@@ -163,7 +154,7 @@ func splitPath(escaped string) ([]string, *graphError) {
 	for i, p := range segs {
 		u, err := url.PathUnescape(p)
 		if err != nil || u == "" {
-			return nil, badRequest("BadRequest", "Resource not found for the segment '%s'.", limit(p))
+			return nil, badRequest("BadRequest", "Resource not found for the segment '%s'.", reqlog.Limit(p))
 		}
 		segs[i] = u
 	}
@@ -190,7 +181,7 @@ func (s *Service) route(c *call) *graphError {
 	if appID, ok := byAppID("servicePrincipals", head); ok {
 		return s.servicePrincipals(c, appID, seg[1:])
 	}
-	return badRequest("BadRequest", "Resource not found for the segment '%s'. The local Graph serves applications, servicePrincipals and me.", limit(head))
+	return badRequest("BadRequest", "Resource not found for the segment '%s'. The local Graph serves applications, servicePrincipals and me.", reqlog.Limit(head))
 }
 
 // byAppID recognises the alternate key segment "applications(appId='{appId}')".
@@ -210,7 +201,7 @@ func only(c *call, methods ...string) *graphError {
 	}
 	c.w.Header().Set("Allow", strings.Join(methods, ", "))
 	return &graphError{status: http.StatusMethodNotAllowed, code: "Request_BadRequest",
-		message: fmt.Sprintf("The HTTP method '%s' is not supported here; use %s.", limit(c.r.Method), strings.Join(methods, ", "))}
+		message: fmt.Sprintf("The HTTP method '%s' is not supported here; use %s.", reqlog.Limit(c.r.Method), strings.Join(methods, ", "))}
 }
 
 // ---- errors and JSON
@@ -227,7 +218,7 @@ func badRequest(code, format string, args ...any) *graphError {
 
 func notFound(id string) *graphError {
 	return &graphError{status: http.StatusNotFound, code: "Request_ResourceNotFound",
-		message: fmt.Sprintf("Resource '%s' does not exist or one of its queried reference-property objects are not present.", limit(id))}
+		message: fmt.Sprintf("Resource '%s' does not exist or one of its queried reference-property objects are not present.", reqlog.Limit(id))}
 }
 
 func internal(err error) *graphError {
@@ -275,14 +266,6 @@ func decodeBody(c *call, v any, emptyOK bool) *graphError {
 		return badRequest("Request_BadRequest", "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.")
 	}
 	return nil
-}
-
-func limit(s string) string {
-	const n = 200
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }
 
 func graphTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 type servicePrincipalJSON struct {
@@ -63,7 +64,7 @@ func (s *Service) servicePrincipals(c *call, appID string, rest []string) *graph
 			return notFound(rest[0])
 		}
 	default:
-		return badRequest("BadRequest", "Resource not found for the segment '%s'.", limit(rest[len(rest)-1]))
+		return badRequest("BadRequest", "Resource not found for the segment '%s'.", reqlog.Limit(rest[len(rest)-1]))
 	}
 	if err := only(c, http.MethodGet); err != nil {
 		return err
@@ -108,11 +109,11 @@ func (s *Service) createServicePrincipal(c *call) *graphError {
 	}
 	if _, ok := s.dir.ServicePrincipalByAppID(c.tenant, b.AppID); ok {
 		return &graphError{status: http.StatusConflict, code: "Request_MultipleObjectsWithSameKeyValue",
-			message: "The service principal cannot be created, updated, or restored because the service principal name " + limit(b.AppID) + " is already in use."}
+			message: "The service principal cannot be created, updated, or restored because the service principal name " + reqlog.Limit(b.AppID) + " is already in use."}
 	}
 	sp, err := s.dir.CreateServicePrincipal(c.tenant, b.AppID)
 	if errors.Is(err, directory.ErrApplicationNotFound) {
-		return badRequest("Request_BadRequest", "The appId '%s' of the service principal does not reference a valid application object.", limit(b.AppID))
+		return badRequest("Request_BadRequest", "The appId '%s' of the service principal does not reference a valid application object.", reqlog.Limit(b.AppID))
 	}
 	if err != nil {
 		return dirError(err, b.AppID)

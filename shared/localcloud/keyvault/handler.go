@@ -19,6 +19,7 @@ import (
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/entra"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/reqlog"
 )
 
 // apiVersions are the api-version values accepted, oldest first: every 7.x the SDKs have used,
@@ -34,28 +35,17 @@ const serviceVersion = "1.9.0.0"
 // by their Host header.
 func (s *Service) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
-// statusRecorder remembers the status for the request log.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.ResponseWriter.WriteHeader(code)
-}
-
 // logInfo is what a request's log line says about its caller: never a token or a value.
 type logInfo struct{ op, appID, objectID string }
 
 func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now() // wall time, not the injected clock: this measures the request itself
-	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	rec := reqlog.NewStatusRecorder(w)
 	var li logInfo
 	s.serve(rec, r, &li)
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 		slog.String("service", "keyvault"), slog.String("method", r.Method), slog.String("host", r.Host),
-		slog.String("path", r.URL.Path), slog.String("op", li.op), slog.Int("status", rec.status),
+		slog.String("path", r.URL.Path), slog.String("op", li.op), slog.Int("status", rec.Status),
 		slog.String("appid", li.appID), slog.String("oid", li.objectID),
 		slog.Duration("duration", time.Since(start)))
 }

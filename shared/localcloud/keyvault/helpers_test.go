@@ -8,13 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/directory"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/entra"
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/store"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/testsync"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/internal/testtoken"
 )
 
 const (
@@ -31,24 +32,6 @@ const (
 
 // The real validator fits the interface the tests fake.
 var _ TokenValidator = (*entra.Service)(nil)
-
-// fakeClock is the injected clock: tests move it instead of sleeping.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // fakeTokens stands in for entra's validator: "tok-<oid>" is a valid token of the principal
 // <oid> in its own tenant; "err-<name>" fails with the entra sentinel of that name.
@@ -90,7 +73,7 @@ type env struct {
 	dir   *directory.Directory
 	svc   *Service
 	h     http.Handler
-	clock *fakeClock
+	clock *testsync.Clock
 	vault Vault
 	// officer is a principal with Key Vault Secrets Officer on the vault.
 	officer string
@@ -102,7 +85,7 @@ func newEnv(t testing.TB) *env {
 
 func newEnvWith(t testing.TB, st *store.File, logger *slog.Logger) *env {
 	t.Helper()
-	clock := &fakeClock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	clock := testsync.NewClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 	dir, err := directory.New(directory.Options{Now: clock.Now})
 	must(t, err)
 	_, err = dir.AddTenant(testTenant, "Contoso")
@@ -123,12 +106,9 @@ func newEnvWith(t testing.TB, st *store.File, logger *slog.Logger) *env {
 // (none if role is ""), and returns its token.
 func (e *env) principal(name, tenant, role, scope string) string {
 	e.t.Helper()
-	app, err := e.dir.CreateApplication(tenant, name, "")
-	must(e.t, err)
-	sp, err := e.dir.CreateServicePrincipal(tenant, app.AppID)
-	must(e.t, err)
+	sp := testtoken.Principal(e.t, e.dir, tenant, name)
 	if role != "" {
-		_, err = e.dir.AssignRole(sp.ObjectID, role, scope)
+		_, err := e.dir.AssignRole(sp.ObjectID, role, scope)
 		must(e.t, err)
 	}
 	return principalPrefix + sp.ObjectID
