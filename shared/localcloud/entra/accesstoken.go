@@ -2,9 +2,11 @@ package entra
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -95,15 +97,9 @@ func (s *Service) ValidateAccessToken(raw, audience string) (*Claims, error) {
 	if raw == "" || len(raw) > maxAccessTokenLength {
 		return nil, fmt.Errorf("%w: empty or over %d bytes", ErrMalformedToken, maxAccessTokenLength)
 	}
-	var c accessTokenClaims
-	_, err := jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodRS256.Alg()}), jwt.WithoutClaimsValidation()).
-		ParseWithClaims(raw, &c, s.verificationKey)
-	switch {
-	case err == nil:
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		return nil, fmt.Errorf("%w: not an RS256 signature by this Entra ID's signing key (kid %s)", ErrBadSignature, s.signer.kid)
-	default:
-		return nil, fmt.Errorf("%w: not a JWT with Entra ID access token claims", ErrMalformedToken)
+	c, err := s.verifiedClaims(raw)
+	if err != nil {
+		return nil, err
 	}
 
 	if c.TID == "" || c.Iss != AccessTokenIssuer(c.TID) {
@@ -142,6 +138,43 @@ func (s *Service) ValidateAccessToken(raw, audience string) (*Claims, error) {
 	}
 	return out, nil
 }
+
+// verifiedClaims parses the token and checks its signature. A resource sees the same token on
+// every call for an hour, so a verified signature is remembered (by the token's SHA-256) and
+// the RSA check, most of a warm request's cost, runs once per token. Everything that can change
+// over a token's life (expiry, the principal's existence) is still checked on every call.
+func (s *Service) verifiedClaims(raw string) (accessTokenClaims, error) {
+	key := sha256.Sum256([]byte(raw))
+	s.verifiedMu.Lock()
+	c, ok := s.verified[key]
+	s.verifiedMu.Unlock()
+	if ok {
+		return c, nil
+	}
+	_, err := jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodRS256.Alg()}), jwt.WithoutClaimsValidation()).
+		ParseWithClaims(raw, &c, s.verificationKey)
+	switch {
+	case err == nil:
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return c, fmt.Errorf("%w: not an RS256 signature by this Entra ID's signing key (kid %s)", ErrBadSignature, s.signer.kid)
+	default:
+		return c, fmt.Errorf("%w: not a JWT with Entra ID access token claims", ErrMalformedToken)
+	}
+	s.verifiedMu.Lock()
+	defer s.verifiedMu.Unlock()
+	if len(s.verified) >= maxVerifiedTokens {
+		now := s.now()
+		maps.DeleteFunc(s.verified, func(_ [32]byte, v accessTokenClaims) bool { return v.Exp == nil || now.After(v.Exp.Add(clockSkew)) })
+		if len(s.verified) >= maxVerifiedTokens {
+			clear(s.verified)
+		}
+	}
+	s.verified[key] = c
+	return c, nil
+}
+
+// maxVerifiedTokens bounds the verified-signature cache; past it, expired entries go first.
+const maxVerifiedTokens = 4096
 
 var errUnknownKey = errors.New("unknown kid")
 

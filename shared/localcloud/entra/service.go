@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,9 @@ type Service struct {
 	lifetime      time.Duration
 	tokenRequests atomic.Int64
 	replay        replayCache
+
+	verifiedMu sync.Mutex
+	verified   map[[32]byte]accessTokenClaims // see verifiedClaims
 }
 
 // New makes the service. Directory and Signer are required: New panics without them, since
@@ -42,7 +46,8 @@ func New(opts Options) *Service {
 	if opts.Directory == nil || opts.Signer == nil {
 		panic("entra: Options.Directory and Options.Signer are required")
 	}
-	s := &Service{dir: opts.Directory, signer: opts.Signer, now: opts.Now, log: opts.Logger, lifetime: opts.TokenLifetime}
+	s := &Service{dir: opts.Directory, signer: opts.Signer, now: opts.Now, log: opts.Logger, lifetime: opts.TokenLifetime,
+		verified: map[[32]byte]accessTokenClaims{}}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -244,3 +244,36 @@ func TestForgedTokens(t *testing.T) {
 		}
 	})
 }
+
+// TestRememberedSignatureStillChecksExpiryAndPrincipal: validating the same token again skips
+// only the signature check; expiry, audience and the principal's existence are checked anew.
+func TestRememberedSignatureStillChecksExpiryAndPrincipal(t *testing.T) {
+	e := newEnv(t)
+	at, err := e.svc.IssueAccessToken(e.sp, vaultResource, ACRSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ValidateAccessToken(at.Token, vaultResource); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ValidateAccessToken(at.Token, "https://management.azure.com/"); !errors.Is(err, ErrWrongAudience) {
+		t.Fatalf("remembered token, other audience: %v, want ErrWrongAudience", err)
+	}
+	e.clock.Advance(2 * time.Hour)
+	if _, err := e.svc.ValidateAccessToken(at.Token, vaultResource); !errors.Is(err, ErrExpired) {
+		t.Fatalf("remembered token after its expiry: %v, want ErrExpired", err)
+	}
+	fresh, err := e.svc.IssueAccessToken(e.sp, vaultResource, ACRSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ValidateAccessToken(fresh.Token, vaultResource); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.dir.DeleteApplication(testTenantID, e.app.AppID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ValidateAccessToken(fresh.Token, vaultResource); !errors.Is(err, ErrUnknownPrincipal) {
+		t.Fatalf("remembered token of a deleted principal: %v, want ErrUnknownPrincipal", err)
+	}
+}
