@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -308,7 +309,7 @@ func (c *Cloud) HTTPClient() *http.Client { return &http.Client{Transport: c.Pro
 // system root at a process's first TLS handshake, a third of a cold start, for hosts that
 // the proxy refuses anyway.
 func (c *Cloud) TransportEnv() []string {
-	return []string{
+	env := []string{
 		"HTTPS_PROXY=" + c.ProxyURL(),
 		"NO_PROXY=127.0.0.1,localhost,::1",
 		"SSL_CERT_FILE=" + c.caFile,
@@ -316,6 +317,21 @@ func (c *Cloud) TransportEnv() []string {
 		"NODE_EXTRA_CA_CERTS=" + c.caFile,
 		CAFileEnv + "=" + c.caFile,
 	}
+	if !ReadsSSLCertFile() {
+		env = append(env, "GODEBUG=x509usefallbackroots=1")
+	}
+	return env
+}
+
+// ReadsSSLCertFile reports whether Go honours SSL_CERT_FILE here: on Linux and the BSDs it does;
+// on macOS and Windows it asks the system's verifier, and a launcher must install the local CA
+// with x509.SetFallbackRoots instead (see package launch).
+func ReadsSSLCertFile() bool {
+	switch runtime.GOOS {
+	case "linux", "freebsd", "openbsd", "netbsd", "dragonfly", "solaris", "illumos", "aix":
+		return true
+	}
+	return false
 }
 
 // CAFileEnv names the CA file for launchers on systems where Go ignores SSL_CERT_FILE.

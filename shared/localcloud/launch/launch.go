@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"testing"
 
@@ -83,7 +82,7 @@ func run(step string, seed Seed) int {
 		"vault", localcloud.VaultURL, "proxy", cloud.ProxyURL())
 
 	cmd := exec.Command(self, os.Args[1:]...)
-	cmd.Env = cloud.ChildEnv(os.Environ(), append(child.Env, trustEnv()...)...)
+	cmd.Env = cloud.ChildEnv(os.Environ(), child.Env...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: starting the app: %v\n", step, err)
@@ -113,19 +112,12 @@ func run(step string, seed Seed) int {
 	}
 }
 
-// trustEnv makes the child trust the local CA where Go ignores SSL_CERT_FILE (macOS, Windows):
-// there the child installs the CA as its fallback roots and GODEBUG makes Go use them.
-func trustEnv() []string {
-	switch runtime.GOOS {
-	case "linux", "freebsd", "openbsd", "netbsd", "dragonfly", "solaris", "illumos":
-		return nil
-	}
-	return []string{"GODEBUG=x509usefallbackroots=1"}
-}
-
+// trustLocalCA makes this process trust the local CA where Go ignores SSL_CERT_FILE (macOS,
+// Windows): it installs the CA as the fallback roots, which GODEBUG=x509usefallbackroots=1 (set
+// by localcloud.TransportEnv there) makes Go use.
 func trustLocalCA() {
 	path := os.Getenv(localcloud.CAFileEnv)
-	if path == "" || trustEnv() == nil {
+	if path == "" || localcloud.ReadsSSLCertFile() {
 		return
 	}
 	pem, err := os.ReadFile(path)
