@@ -292,6 +292,23 @@ func (c *Cloud) CreateVault(name string) (keyvault.Vault, error) {
 	return c.KeyVault.CreateVault(name, TenantID, VaultResourceID(name))
 }
 
+// SetSecret writes a secret into a vault of this local cloud, with no token: seeding.
+func (c *Cloud) SetSecret(vault, name, value string) error {
+	_, err := c.KeyVault.SetSecret(vault, name, value)
+	return err
+}
+
+// EnableManagedIdentity turns on the system-assigned identity of a web app of the local
+// subscription (what `az webapp identity assign` does): a new service principal.
+func (c *Cloud) EnableManagedIdentity(site string) (directory.ServicePrincipal, error) {
+	return c.Directory.EnableSystemAssignedIdentity(TenantID, WebAppResourceID(site))
+}
+
+// DisableManagedIdentity turns it off: the platform deletes the service principal.
+func (c *Cloud) DisableManagedIdentity(site string) error {
+	return c.Directory.DisableSystemAssignedIdentity(WebAppResourceID(site))
+}
+
 // ProxyURL is the value of HTTPS_PROXY.
 func (c *Cloud) ProxyURL() string { return c.Proxy.URL().String() }
 

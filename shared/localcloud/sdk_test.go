@@ -279,3 +279,42 @@ func TestDefaultAzureCredentialOnAppService(t *testing.T) {
 	defer child.Stop()
 	runProbe(t, c.ChildEnv(os.Environ(), child.Env...), "default", "")
 }
+
+// TestSeedingOperationsPrepareTheCloudForAStep drives the Go seeding API the steps' launchers
+// and tests use, and checks each through the services it changes.
+func TestSeedingOperationsPrepareTheCloudForAStep(t *testing.T) {
+	t.Parallel()
+	c := localcloudtest.Start(t)
+	if _, err := c.CreateVault("kv-seeded"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetSecret("kv-seeded", "Greeting", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	app, err := c.RegisterApp("seeded-app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Directory.VerifyClientSecret(localcloud.TenantID, app.ClientID, app.ClientSecret); err != nil {
+		t.Fatalf("the registered app's secret does not sign in: %v", err)
+	}
+	if _, err := c.AssignRole(app.ObjectID, "Key Vault Secrets User", localcloud.SecretScope("kv-seeded", "Greeting")); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Directory.IsAllowed(app.ObjectID, "Microsoft.KeyVault/vaults/secrets/getSecret/action", localcloud.SecretScope("kv-seeded", "Greeting")) {
+		t.Fatal("the role assignment does not let the app read the secret")
+	}
+	sp, err := c.EnableManagedIdentity("seeded-site")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Directory.ServicePrincipal(sp.ObjectID); !ok {
+		t.Fatal("enabling the identity made no service principal")
+	}
+	if err := c.DisableManagedIdentity("seeded-site"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Directory.ServicePrincipal(sp.ObjectID); ok {
+		t.Fatal("disabling the identity left its service principal")
+	}
+}

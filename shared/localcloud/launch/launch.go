@@ -136,7 +136,7 @@ func trustLocalCA() {
 // app. Stop closes the endpoint, as the platform does when the app stops.
 func AppService(c *localcloud.Cloud, site string) (Child, error) {
 	resource := localcloud.WebAppResourceID(site)
-	sp, err := c.Directory.EnableSystemAssignedIdentity(localcloud.TenantID, resource)
+	sp, err := c.EnableManagedIdentity(site)
 	if err != nil {
 		return Child{}, err
 	}
