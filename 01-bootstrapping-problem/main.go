@@ -180,7 +180,7 @@ func refreshInterval(log *slog.Logger) time.Duration {
 func serve(ctx context.Context, log *slog.Logger, h http.Handler) error {
 	ln, err := net.Listen("tcp", ":"+cmp.Or(os.Getenv("PORT"), "8080"))
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (is another app using the port? set PORT to choose another)", err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
