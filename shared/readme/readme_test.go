@@ -157,3 +157,46 @@ func TestREADMEShowsTheEnvironmentTheLocalCloudWrites(t *testing.T) {
 		t.Error("the transcript does not end with the ready line")
 	}
 }
+
+// TestStepDiffsInTheREADMEsMatchTheCode checks each ```diff block of a step's README against
+// the code: an added line must be in this step's main.go, a removed line in the previous
+// step's, and a context line in both. A README that shows stale code fails here.
+func TestStepDiffsInTheREADMEsMatchTheCode(t *testing.T) {
+	steps := []string{"01-bootstrapping-problem", "02-app-registration", "03-managed-identity"}
+	lines := func(step string) map[string]bool {
+		set := map[string]bool{}
+		for _, l := range strings.Split(read(t, filepath.Join(step, "main.go")), "\n") {
+			set[strings.TrimRight(l, " \t")] = true
+		}
+		return set
+	}
+	checked := 0
+	for i := 1; i < len(steps); i++ {
+		prev, this := lines(steps[i-1]), lines(steps[i])
+		readme := read(t, filepath.Join(steps[i], "README.md"))
+		for _, block := range regexp.MustCompile("(?s)```diff\n(.*?)```").FindAllStringSubmatch(readme, -1) {
+			for _, l := range strings.Split(strings.TrimRight(block[1], "\n"), "\n") {
+				if l == "" || strings.HasPrefix(l, "@@") || strings.HasPrefix(l, "---") || strings.HasPrefix(l, "+++") || strings.TrimSpace(l) == "..." {
+					continue
+				}
+				code := strings.TrimRight(l[1:], " \t")
+				var ok bool
+				switch l[0] {
+				case '+':
+					ok = this[code]
+				case '-':
+					ok = prev[code]
+				default:
+					ok = this[code] && prev[code]
+				}
+				checked++
+				if !ok {
+					t.Errorf("%s/README.md shows %q, which is not what %s/main.go has", steps[i], l, steps[i])
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no diff blocks found in the step READMEs")
+	}
+}
