@@ -222,29 +222,39 @@ func (c *Cloud) seedWellKnown() error {
 	if _, err := d.AddTenant(TenantID, "Local Cloud"); err != nil {
 		return err
 	}
-	if _, ok := d.Application(TenantID, DeveloperClientID); !ok {
-		dev, err := c.registerApp(DeveloperDisplayName, DeveloperClientID, DeveloperClientSecret)
-		if err != nil {
-			return err
-		}
-		if _, err := d.AssignRole(dev.ObjectID, directory.KeyVaultSecretsOfficer.RoleName, VaultResourceID(VaultName)); err != nil {
-			return err
-		}
-	}
-	if _, ok := d.Application(TenantID, Step01ClientID); !ok {
-		app, err := c.registerApp(Step01DisplayName, Step01ClientID, Step01ClientSecret)
-		if err != nil {
-			return err
-		}
-		if _, err := d.AssignRole(app.ObjectID, directory.KeyVaultSecretsUser.RoleName, VaultResourceID(VaultName)); err != nil {
-			return err
-		}
-	}
-	if _, ok := c.KeyVault.Vault(VaultName); !ok {
+	// A vault made anew (first start, or after its resource group was deleted) gets the
+	// well-known roles again; otherwise what the user changed since is left as it is.
+	_, hadVault := c.KeyVault.Vault(VaultName)
+	if !hadVault {
 		if _, err := c.KeyVault.CreateVault(VaultName, TenantID, VaultResourceID(VaultName)); err != nil {
 			return err
 		}
 		if _, err := c.KeyVault.SetSecret(VaultName, SecretName, SecretValue); err != nil {
+			return err
+		}
+	}
+	for _, p := range []struct{ name, clientID, secret, role string }{
+		{DeveloperDisplayName, DeveloperClientID, DeveloperClientSecret, directory.KeyVaultSecretsOfficer.RoleName},
+		{Step01DisplayName, Step01ClientID, Step01ClientSecret, directory.KeyVaultSecretsUser.RoleName},
+	} {
+		sp, ok := d.ServicePrincipalByAppID(TenantID, p.clientID)
+		if ok && hadVault {
+			continue
+		}
+		switch _, hasApp := d.Application(TenantID, p.clientID); {
+		case !ok && hasApp: // the principal alone was deleted
+			var err error
+			if sp, err = d.CreateServicePrincipal(TenantID, p.clientID); err != nil {
+				return err
+			}
+		case !ok:
+			app, err := c.registerApp(p.name, p.clientID, p.secret)
+			if err != nil {
+				return err
+			}
+			sp.ObjectID = app.ObjectID
+		}
+		if _, err := d.AssignRole(sp.ObjectID, p.role, VaultResourceID(VaultName)); err != nil {
 			return err
 		}
 	}

@@ -318,3 +318,34 @@ func TestSeedingOperationsPrepareTheCloudForAStep(t *testing.T) {
 		t.Fatal("disabling the identity left its service principal")
 	}
 }
+
+// TestWellKnownValuesComeBackAfterTheirGroupIsDeleted: a restart recreates the well-known vault
+// and its role assignments, so the tutorial's steps work again.
+func TestWellKnownValuesComeBackAfterTheirGroupIsDeleted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	c := localcloudtest.Start(t, func(o *localcloud.Options) { o.Dir = dir })
+	vault := localcloud.VaultResourceID(localcloud.VaultName)
+	if err := c.KeyVault.DeleteVault(localcloud.VaultName); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Directory.DeleteRoleAssignmentsUnder(vault); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c = localcloudtest.Start(t, func(o *localcloud.Options) { o.Dir = dir })
+	if _, ok := c.KeyVault.Vault(localcloud.VaultName); !ok {
+		t.Fatal("the well-known vault was not recreated")
+	}
+	for clientID, action := range map[string]string{
+		localcloud.DeveloperClientID: "Microsoft.KeyVault/vaults/secrets/setSecret/action",
+		localcloud.Step01ClientID:    "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+	} {
+		sp, ok := c.Directory.ServicePrincipalByAppID(localcloud.TenantID, clientID)
+		if !ok || !c.Directory.IsAllowed(sp.ObjectID, action, localcloud.SecretScope(localcloud.VaultName, localcloud.SecretName)) {
+			t.Errorf("%s lost its well-known role on the recreated vault", clientID)
+		}
+	}
+}
