@@ -15,9 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,63 +31,20 @@ import (
 // thiefEnv turns the test binary into the thief (see TestMain): a second, unrelated process.
 const thiefEnv = "STEP01_THIEF"
 
-// binDir holds the binaries built for this package's tests; TestMain removes it.
-var binDir string
-
 func TestMain(m *testing.M) {
 	if os.Getenv(thiefEnv) == "1" {
 		os.Exit(thief())
 	}
-	dir, err := os.MkdirTemp("", "step01-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(apptest.Main(m))
 }
 
-var (
-	appOnce, lessonOnce sync.Once
-	appPath, lessonPath string
-)
-
-// appBinary is this step built as `go build` builds it, once for every test. apptest.Build
-// puts it in the calling test's TempDir, which goes away when that test ends, so it is moved
-// to binDir for the tests that run after or alongside.
-func appBinary(t *testing.T) string {
-	t.Helper()
-	appOnce.Do(func() {
-		bin := apptest.Build(t, ".")
-		moved := filepath.Join(binDir, "app")
-		if err := os.Rename(bin, moved); err != nil {
-			t.Fatal(err)
-		}
-		appPath = moved
-	})
-	if appPath == "" {
-		t.Fatal("building the app failed (see the first test that tried)")
-	}
-	return appPath
-}
+// appBinary is this step as `go build` makes it (with embedded.go), built once for all tests.
+func appBinary(t *testing.T) string { return apptest.Build(t, ".") }
 
 // lessonBinary is this step built as it is deployed (-tags nolocalcloud): without embedded.go
 // and the local cloud it links in, which holds the same well-known values
 // (localcloud.Step01ClientSecret) and would show them for the wrong reason.
-func lessonBinary(t *testing.T) string {
-	t.Helper()
-	lessonOnce.Do(func() {
-		out := filepath.Join(binDir, "lesson")
-		goBuild(t, out, "-tags", "nolocalcloud", ".")
-		lessonPath = out
-	})
-	if lessonPath == "" {
-		t.Fatal("building the deployable binary failed (see the first test that tried)")
-	}
-	return lessonPath
-}
+func lessonBinary(t *testing.T) string { return apptest.Build(t, ".", "nolocalcloud") }
 
 func goBuild(t *testing.T, out string, args ...string) {
 	t.Helper()

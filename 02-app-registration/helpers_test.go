@@ -19,7 +19,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,66 +38,20 @@ const (
 	thiefSecretsEnv = "STEP02_THIEF_SECRETS"
 )
 
-// binDir holds the binaries built for this package's tests; TestMain removes it.
-var binDir string
-
 func TestMain(m *testing.M) {
 	if os.Getenv(thiefEnv) == "1" {
 		os.Exit(thief())
 	}
-	dir, err := os.MkdirTemp("", "step02-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(apptest.Main(m))
 }
 
-var (
-	appOnce, lessonOnce sync.Once
-	appPath, lessonPath string
-)
-
-// appBinary is this step built as `go build` builds it, once for every test. apptest.Build
-// puts it in the calling test's TempDir, which goes away when that test ends, so it is moved
-// to binDir for the tests that run after or alongside.
-func appBinary(t *testing.T) string {
-	t.Helper()
-	appOnce.Do(func() {
-		bin := apptest.Build(t, ".")
-		moved := filepath.Join(binDir, "app")
-		if err := os.Rename(bin, moved); err != nil {
-			t.Fatal(err)
-		}
-		appPath = moved
-	})
-	if appPath == "" {
-		t.Fatal("building the app failed (see the first test that tried)")
-	}
-	return appPath
-}
+// appBinary is this step as `go build` makes it (with embedded.go), built once for all tests.
+func appBinary(t *testing.T) string { return apptest.Build(t, ".") }
 
 // lessonBinary is this step built as it is deployed (-tags nolocalcloud): without embedded.go
 // and the local cloud it links in, which carries the local cloud's own well-known values and would
 // blur what the app's code holds.
-func lessonBinary(t *testing.T) string {
-	t.Helper()
-	lessonOnce.Do(func() {
-		out := filepath.Join(binDir, "lesson")
-		cmd := exec.Command("go", "build", "-tags", "nolocalcloud", "-o", out, ".")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build -tags nolocalcloud: %v\n%s", err, b)
-		}
-		lessonPath = out
-	})
-	if lessonPath == "" {
-		t.Fatal("building the deployable binary failed (see the first test that tried)")
-	}
-	return lessonPath
-}
+func lessonBinary(t *testing.T) string { return apptest.Build(t, ".", "nolocalcloud") }
 
 // shortTokens makes Entra's tokens last 2 minutes, under the 5-minute margin within which the
 // SDK treats a cached token as used up: whenever the app needs a new token, it signs in again

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -20,7 +19,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,9 +36,6 @@ import (
 // is not the app. TestMain reads it before any test runs.
 const outsiderEnv = "STEP03_OUTSIDER"
 
-// buildDir holds the binaries built for this package's tests; TestMain removes it.
-var buildDir string
-
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(outsiderEnv); mode != "" {
 		os.Exit(outsider(mode))
@@ -48,57 +43,18 @@ func TestMain(m *testing.M) {
 	// The apps this process starts inherit SIGHUP ignored, so a refresh signal that comes too
 	// early is dropped instead of killing the app; see refresh.
 	signal.Ignore(syscall.SIGHUP)
-	dir, err := os.MkdirTemp("", "step03-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	buildDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(apptest.Main(m))
 }
 
-// The step is built once for all tests.
-var (
-	appOnce, lessonOnce sync.Once
-	appPath, lessonPath string
-)
-
-// appBinary is the step as `go build` makes it: the lesson and the glue that runs it on an
-// embedded local cloud (embedded.go). apptest.Build puts it in the calling test's TempDir, which
-// goes away when that test ends while parallel tests still run it, so it moves to buildDir.
-func appBinary(t *testing.T) string {
-	t.Helper()
-	appOnce.Do(func() {
-		moved := filepath.Join(buildDir, "app")
-		if err := os.Rename(apptest.Build(t, "."), moved); err != nil {
-			t.Fatal(err)
-		}
-		appPath = moved
-	})
-	if appPath == "" {
-		t.Fatal("building the app failed (see the first test that tried)")
-	}
-	return appPath
-}
+// appBinary is this step as `go build` makes it (with embedded.go), built once for all tests.
+func appBinary(t *testing.T) string { return apptest.Build(t, ".") }
 
 // lessonBinary is the app built as 04-deploy builds it for Azure (-tags nolocalcloud): without
 // embedded.go and the local cloud it links in (with the local cloud's published well-known
 // values, which belong to the local cloud, not to this app).
 func lessonBinary(t *testing.T) []byte {
 	t.Helper()
-	lessonOnce.Do(func() {
-		out := filepath.Join(buildDir, "lesson")
-		if b, err := exec.Command("go", "build", "-tags", "nolocalcloud", "-o", out, ".").CombinedOutput(); err != nil {
-			t.Fatalf("go build -tags nolocalcloud: %v\n%s", err, b)
-		}
-		lessonPath = out
-	})
-	if lessonPath == "" {
-		t.Fatal("building the deployable binary failed (see the first test that tried)")
-	}
-	b, err := os.ReadFile(lessonPath)
+	b, err := os.ReadFile(apptest.Build(t, ".", "nolocalcloud"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,17 +21,75 @@ import (
 	"time"
 )
 
-// Build compiles the Go package in dir (usually ".", the step under test) into a binary in a
-// temporary folder and returns its path.
-func Build(t testing.TB, dir string) string {
+// Build compiles the Go package in dir (usually ".", the step under test) with the given build
+// tags, once per test binary: every test of the package, parallel ones included, shares the
+// binary. Main, called from TestMain, removes what Build made.
+func Build(t testing.TB, dir string, tags ...string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "app")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", dir, err, out)
+	key := dir + "\x00" + strings.Join(tags, ",")
+	builds.mu.Lock()
+	b, ok := builds.m[key]
+	if !ok {
+		b = &build{}
+		builds.m[key] = b
 	}
-	return bin
+	builds.mu.Unlock()
+	b.once.Do(func() { b.path, b.err = compile(dir, tags) })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+var builds = struct {
+	mu  sync.Mutex
+	m   map[string]*build
+	dir string // made by the first build, removed by Main
+}{m: map[string]*build{}}
+
+func compile(dir string, tags []string) (string, error) {
+	builds.mu.Lock()
+	if builds.dir == "" {
+		d, err := os.MkdirTemp("", "apptest-")
+		if err != nil {
+			builds.mu.Unlock()
+			return "", err
+		}
+		builds.dir = d
+	}
+	out, err := os.MkdirTemp(builds.dir, "bin-")
+	builds.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(out, "app")
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.Command("go", append(args, ".")...)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go %s in %s: %v\n%s", strings.Join(args, " "), dir, err, b)
+	}
+	return bin, nil
+}
+
+// Main runs the tests and removes the binaries Build made: `os.Exit(apptest.Main(m))`.
+func Main(m *testing.M) int {
+	code := m.Run()
+	builds.mu.Lock()
+	defer builds.mu.Unlock()
+	if builds.dir != "" {
+		os.RemoveAll(builds.dir)
+	}
+	return code
 }
 
 // App is a running app.
