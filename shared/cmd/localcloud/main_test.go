@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud"
+	"github.com/kvbootstrap/keyvault-bootstrapping/shared/localcloud/apptest"
 )
 
 // proc is a running `localcloud` process.
@@ -147,7 +148,7 @@ func TestMain(m *testing.M) {
 	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 		panic(string(out))
 	}
-	code := m.Run()
+	code := apptest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -188,6 +189,25 @@ func TestWritesTheEnvironmentFilesAndPrintsReady(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, localcloud.CAFile)); err != nil {
 		t.Fatalf("shutting down removed the state: %v", err)
+	}
+}
+
+// TestSourcedEnvFilesRunAnUnmodifiedSDKApp is the contract taken literally: a shell that loads
+// DIR/env and DIR/developer.env, and nothing else, runs an unmodified Azure SDK app (step 02,
+// which signs in with EnvironmentCredential) against the local cloud.
+func TestSourcedEnvFilesRunAnUnmodifiedSDKApp(t *testing.T) {
+	dir := t.TempDir()
+	startProc(t, binary, dir)
+	app := apptest.Build(t, "../../../02-app-registration", "nolocalcloud")
+	script := filepath.Join(t.TempDir(), "run.sh")
+	body := fmt.Sprintf("#!/bin/bash\nset -a; . %q; . %q; set +a\nexec %q\n",
+		filepath.Join(dir, localcloud.EnvFile), filepath.Join(dir, localcloud.DeveloperEnvFile), app)
+	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a := apptest.Start(t, script, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()})
+	if status, body := a.Get("/api/SecretTest"); status != 200 || !strings.Contains(body, localcloud.SecretValue) {
+		t.Fatalf("GET /api/SecretTest: %d %s\nlog:\n%s", status, body, a.Log())
 	}
 }
 
