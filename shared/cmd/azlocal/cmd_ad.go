@@ -43,6 +43,33 @@ func (a *app) resolveApp(c *cloud, identifier string) (string, error) {
 }
 
 // resolveSP returns a service principal's object id from its appId or object id.
+// addShowDelete adds `show` and `delete` for a Graph object found by --id, as az has them for
+// both applications and service principals.
+func (a *app) addShowDelete(parent *cobra.Command, noun, path string, id *string, idFlag func(*pflag.FlagSet),
+	resolve func(*cloud, string) (string, error)) {
+	for _, op := range []struct{ use, short, method string }{
+		{"show", "Get the details of " + noun + ".", http.MethodGet},
+		{"delete", "Delete " + noun + ".", http.MethodDelete},
+	} {
+		a.add(parent, command{
+			use: op.use, short: op.short,
+			required: []string{"id"},
+			flags:    idFlag,
+			run: connected(func(a *app, c *cloud) (any, error) {
+				oid, err := resolve(c, *id)
+				if err != nil {
+					return nil, err
+				}
+				out, err := c.graphCall(a.ctx, op.method, path+oid, nil)
+				if op.method == http.MethodDelete {
+					return nil, err
+				}
+				return out, err
+			}),
+		})
+	}
+}
+
 func (a *app) resolveSP(c *cloud, identifier string) (string, error) {
 	if !isGUID(identifier) {
 		return "", notFound("Service principal '%s' doesn't exist", identifier)
@@ -236,31 +263,7 @@ func addSP(a *app, ad *cobra.Command) {
 			return c.graphCall(a.ctx, http.MethodPost, "/servicePrincipals", map[string]any{"appId": appID, "accountEnabled": true})
 		}),
 	})
-	a.add(sp, command{
-		use: "show", short: "Get the details of a service principal.",
-		required: []string{"id"},
-		flags:    idFlag,
-		run: connected(func(a *app, c *cloud) (any, error) {
-			oid, err := a.resolveSP(c, id)
-			if err != nil {
-				return nil, err
-			}
-			return c.graphCall(a.ctx, http.MethodGet, "/servicePrincipals/"+oid, nil)
-		}),
-	})
-	a.add(sp, command{
-		use: "delete", short: "Delete a service principal.",
-		required: []string{"id"},
-		flags:    idFlag,
-		run: connected(func(a *app, c *cloud) (any, error) {
-			oid, err := a.resolveSP(c, id)
-			if err != nil {
-				return nil, err
-			}
-			_, err = c.graphCall(a.ctx, http.MethodDelete, "/servicePrincipals/"+oid, nil)
-			return nil, err
-		}),
-	})
+	a.addShowDelete(sp, "a service principal", "/servicePrincipals/", &id, idFlag, a.resolveSP)
 }
 
 // createForRBAC is az ad sp create-for-rbac: an application (patched if one has the display
@@ -403,31 +406,7 @@ func addApp(a *app, ad *cobra.Command) {
 	idFlag := func(fs *pflag.FlagSet) {
 		fs.StringVar(&id, "id", "", "Identifier uri, application id, or object id.")
 	}
-	a.add(appGroup, command{
-		use: "show", short: "Get the details of an application.",
-		required: []string{"id"},
-		flags:    idFlag,
-		run: connected(func(a *app, c *cloud) (any, error) {
-			oid, err := a.resolveApp(c, id)
-			if err != nil {
-				return nil, err
-			}
-			return c.graphCall(a.ctx, http.MethodGet, "/applications/"+oid, nil)
-		}),
-	})
-	a.add(appGroup, command{
-		use: "delete", short: "Delete an application.",
-		required: []string{"id"},
-		flags:    idFlag,
-		run: connected(func(a *app, c *cloud) (any, error) {
-			oid, err := a.resolveApp(c, id)
-			if err != nil {
-				return nil, err
-			}
-			_, err = c.graphCall(a.ctx, http.MethodDelete, "/applications/"+oid, nil)
-			return nil, err
-		}),
-	})
+	a.addShowDelete(appGroup, "an application", "/applications/", &id, idFlag, a.resolveApp)
 	credential := group(appGroup, "credential", "Manage an application's password or certificate credentials.")
 	var appendCred, createCert bool
 	var years int
